@@ -1,0 +1,47 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Every target is a thin call into a script or cargo; the scripts own the details.
+SHELL := /bin/bash
+STAGE := test/stage
+
+.PHONY: all build package test test-unit test-cluster test-paperclip cluster-up cluster-down demo stage-install lint
+
+all: build
+
+build:
+	cargo build --workspace
+
+## The npm tarball with the release binary inside: target/npm/paperclip-adapter-claude-k8s-<version>.tgz
+package:
+	cargo build --release -p claude-k8s
+	npm/pack.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## Prerequisites of the real stage (apt packages, Kubernetes binaries, Claude Code, Node 24, Paperclip); cached.
+stage-install:
+	$(STAGE)/cluster.sh install
+	$(STAGE)/cluster.sh build
+	$(STAGE)/claude-cli.sh install
+	$(STAGE)/paperclip.sh install
+
+cluster-up:
+	$(STAGE)/cluster.sh up
+
+cluster-down:
+	$(STAGE)/cluster.sh down
+
+test-unit:
+	cargo test --workspace
+
+test-cluster:
+	$(STAGE)/run-cluster-tests.sh
+
+test-paperclip: package
+	$(STAGE)/paperclip.sh test
+
+test: lint test-unit test-cluster test-paperclip
+
+demo:
+	$(STAGE)/demo.sh
