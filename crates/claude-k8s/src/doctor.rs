@@ -1,0 +1,49 @@
+//! `claude-k8s doctor`: the environment checks for an operator's terminal.
+
+use std::process::ExitCode;
+
+use serde_json::{Map, Value};
+
+use crate::checks::{self, Level};
+use crate::run::Services;
+use crate::serve::protocol::TestEnvironmentParams;
+
+pub async fn run(kubeconfig: Option<String>, namespace: Option<String>, json: bool) -> ExitCode {
+    let mut config = Map::new();
+    if let Some(k) = kubeconfig {
+        config.insert("kubeconfig".into(), Value::String(k));
+    }
+    if let Some(ns) = namespace {
+        config.insert("namespace".into(), Value::String(ns));
+    }
+    let params = TestEnvironmentParams {
+        adapter_type: "claude_k8s".into(),
+        config,
+        ..Default::default()
+    };
+    let result = checks::test_environment(&Services::default(), &params).await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        );
+    } else {
+        for c in &result.checks {
+            let mark = match c.level {
+                Level::Info => "ok  ",
+                Level::Warn => "WARN",
+                Level::Error => "FAIL",
+            };
+            println!("{mark} {:<34} {}", c.code, c.message);
+            if let Some(hint) = &c.hint {
+                println!("     {:<34} fix: {hint}", "");
+            }
+        }
+        println!("status: {}", result.status);
+    }
+    if result.status == "fail" {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,201 @@
+//! Label and annotation keys, and deterministic object names. Pure.
+//!
+//! Every object the adapter creates carries these labels; they are how the guard, adoption, `jobs` and `gc` find
+//! them again. Values are sanitized to what Kubernetes accepts (63 characters of `[A-Za-z0-9._-]`).
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "claude-k8s";
+pub const COMPONENT: &str = "app.kubernetes.io/component";
+pub const COMPONENT_VALUE: &str = "agent-run";
+pub const AGENT_ID: &str = "paperclip.io/agent-id";
+pub const RUN_ID: &str = "paperclip.io/run-id";
+pub const COMPANY_ID: &str = "paperclip.io/company-id";
+pub const TASK_ID: &str = "paperclip.io/task-id";
+pub const SESSION_ID: &str = "paperclip.io/session-id";
+pub const ADAPTER_TYPE: &str = "paperclip.io/adapter-type";
+pub const ADAPTER_TYPE_VALUE: &str = "claude_k8s";
+pub const AGENT_NAME_ANNOTATION: &str = "paperclip.io/agent-name";
+
+/// The label the Job controller puts on a Job's pods (1.20 has no `batch.kubernetes.io/job-name`).
+pub const JOB_NAME: &str = "job-name";
+
+/// Label prefixes a user may not set through `adapterConfig.labels`: they would confuse ownership.
+const RESERVED_PREFIXES: [&str; 4] = [
+    "paperclip.io/",
+    "app.kubernetes.io/managed-by",
+    "job-name",
+    "controller-uid",
+];
+
+/// What identifies one run in the cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunIdentity {
+    pub agent_id: String,
+    pub run_id: String,
+    pub company_id: String,
+    pub task_id: Option<String>,
+    pub session_id: Option<String>,
+}
+
+/// The Job name for a run: readable prefixes of both ids plus a hash of the pair, well under 63 characters.
+pub fn job_name(agent_id: &str, run_id: &str) -> String {
+    let hash = Sha256::digest(format!("{agent_id}:{run_id}").as_bytes());
+    let hex: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("claude-{}-{}-{hex}", slug(agent_id, 8), slug(run_id, 8))
+}
+
+/// The per-run Secret (prompt, run token) that belongs to a Job.
+pub fn run_secret_name(job_name: &str) -> String {
+    format!("{job_name}-run")
+}
+
+fn slug(s: &str, max: usize) -> String {
+    let cleaned: String = s
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .take(max)
+        .collect();
+    if cleaned.is_empty() {
+        "x".into()
+    } else {
+        cleaned
+    }
+}
+
+/// A label value Kubernetes accepts: at most 63 characters, alphanumerics at both ends, `-_.` inside.
+pub fn label_value(s: &str) -> String {
+    let mapped: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    mapped
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
+/// The labels of a run's Job, pod template and Secret.
+pub fn run_labels(id: &RunIdentity) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
+        (COMPONENT.to_owned(), COMPONENT_VALUE.to_owned()),
+        (ADAPTER_TYPE.to_owned(), ADAPTER_TYPE_VALUE.to_owned()),
+        (AGENT_ID.to_owned(), label_value(&id.agent_id)),
+        (RUN_ID.to_owned(), label_value(&id.run_id)),
+        (COMPANY_ID.to_owned(), label_value(&id.company_id)),
+    ]);
+    for (key, value) in [(TASK_ID, &id.task_id), (SESSION_ID, &id.session_id)] {
+        if let Some(v) = value.as_deref().map(label_value).filter(|v| !v.is_empty()) {
+            labels.insert(key.to_owned(), v);
+        }
+    }
+    labels
+}
+
+/// The user's extra labels minus the reserved ones; invalid values are sanitized, invalid keys dropped.
+pub fn user_labels(extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    extra
+        .iter()
+        .filter(|(k, _)| !RESERVED_PREFIXES.iter().any(|p| k.starts_with(p)) && is_label_key(k))
+        .map(|(k, v)| (k.clone(), label_value(v)))
+        .collect()
+}
+
+fn is_label_key(key: &str) -> bool {
+    let name = key.rsplit_once('/').map_or(key, |(_, n)| n);
+    !name.is_empty()
+        && name.len() <= 63
+        && key.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// `key=value,key=value` for a list call.
+pub fn selector(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_are_deterministic_short_and_distinct() {
+        let a = job_name(
+            "0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaaa",
+            "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb",
+        );
+        assert_eq!(
+            a,
+            job_name(
+                "0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaaa",
+                "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb"
+            )
+        );
+        assert!(a.starts_with("claude-0b6f3c1e-9f1c2d3e-"), "{a}");
+        assert!(a.len() <= 52, "{a}");
+        assert_ne!(
+            a,
+            job_name(
+                "0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaaa",
+                "9f1c2d3e-2222-4444-8888-cccccccccccc"
+            )
+        );
+        assert!(job_name("", "").starts_with("claude-x-x-"));
+        assert!(run_secret_name(&a).len() <= 63);
+    }
+
+    #[test]
+    fn label_values_are_sanitized() {
+        assert_eq!(label_value("abc-DEF_1.2"), "abc-DEF_1.2");
+        assert_eq!(label_value("--a b/c--"), "a-b-c");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn run_labels_carry_ids_and_skip_empty_ones() {
+        let l = run_labels(&RunIdentity {
+            agent_id: "a1".into(),
+            run_id: "r1".into(),
+            company_id: "c1".into(),
+            task_id: Some("t1".into()),
+            session_id: Some(String::new()),
+        });
+        assert_eq!(l[AGENT_ID], "a1");
+        assert_eq!(l[TASK_ID], "t1");
+        assert_eq!(l[MANAGED_BY], "claude-k8s");
+        assert_eq!(l[ADAPTER_TYPE], "claude_k8s");
+        assert!(!l.contains_key(SESSION_ID));
+    }
+
+    #[test]
+    fn user_labels_cannot_take_over_ownership() {
+        let extra = BTreeMap::from([
+            ("team".to_owned(), "core".to_owned()),
+            ("paperclip.io/agent-id".to_owned(), "evil".to_owned()),
+            ("app.kubernetes.io/managed-by".to_owned(), "me".to_owned()),
+            ("bad key!".to_owned(), "x".to_owned()),
+        ]);
+        let l = user_labels(&extra);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l["team"], "core");
+    }
+}

@@ -1,0 +1,28 @@
+//! `claude-k8s`: runs each Claude Code heartbeat of a Paperclip agent as an isolated Kubernetes Job.
+//!
+//! A run is one pipeline (composed in [`run`]): **plan** (pure: config + the Paperclip pod's facts → Job
+//! manifest) → **guard** (one Job per agent) → **launch** → **follow** (pod watch + Job watch + log stream as one
+//! event loop) → **outcome** (pure: container state + Claude's stream-json → Paperclip's result) → **cleanup**.
+//! The binary serves the npm shim over stdio ([`serve`], `docs/protocol.md`) and doubles as an operator CLI.
+//!
+//! Pure modules (no I/O, unit-tested without a cluster): [`config`], [`labels`], [`pod_facts`], [`invocation`],
+//! [`plan`], [`pod_state`], [`stream_json`], [`outcome`], [`serve::protocol`].
+
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod introspect;
+pub mod invocation;
+pub mod kube_ctx;
+pub mod labels;
+pub mod logs;
+pub mod outcome;
+pub mod plan;
+pub mod pod_facts;
+pub mod pod_state;
+pub mod run;
+pub mod serve;
+pub mod sink;
+pub mod stream_json;
+pub mod telemetry;

@@ -1,0 +1,169 @@
+//! Following the claude container's log through the API server, as one ordered stream of lines.
+//!
+//! The log is read with timestamps so a stream that ends while the container still runs (a cut connection, an
+//! API server restart, a proxy's idle timeout) is reopened from the last line delivered, with the overlap
+//! dropped. After the container has terminated the stream ends by itself, and one last read from the same
+//! position makes sure no tail line is lost.
+
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, TryStreamExt};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::LogParams;
+use tokio::sync::{mpsc, watch};
+
+use crate::plan::CLAUDE_CONTAINER;
+
+/// Where the reader is: the timestamp of the last delivered line and how many lines carried exactly it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cursor {
+    last: Option<Timestamp>,
+    at_last: usize,
+}
+
+impl Cursor {
+    /// Whether a line stamped `ts` is new, advancing the cursor if so. Lines are in time order within a stream,
+    /// and a reopened stream starts at or before the cursor (the API takes whole seconds).
+    fn admit(&mut self, ts: Timestamp, seen_at_ts: &mut usize) -> bool {
+        match self.last {
+            Some(last) if ts < last => false,
+            Some(last) if ts == last => {
+                *seen_at_ts += 1;
+                if *seen_at_ts <= self.at_last {
+                    return false;
+                }
+                self.at_last += 1;
+                true
+            }
+            _ => {
+                self.last = Some(ts);
+                self.at_last = 1;
+                *seen_at_ts = 1;
+                true
+            }
+        }
+    }
+
+    /// Where to reopen: the cursor's whole second, rounded down. (kube rounds `sinceTime` to the nearest second,
+    /// which could skip lines later in the same second, so it is truncated here first.)
+    fn since(&self) -> Option<Timestamp> {
+        let round = jiff::TimestampRound::new()
+            .smallest(jiff::Unit::Second)
+            .mode(jiff::RoundMode::Trunc);
+        self.last.map(|t| t.round(round).unwrap_or(t))
+    }
+}
+
+/// Splits `2026-11-25T07:00:00.123456789Z text` into its timestamp and text.
+fn split_timestamp(line: &str) -> Option<(Timestamp, &str)> {
+    let (ts, rest) = line.split_once(' ').unwrap_or((line, ""));
+    Some((ts.parse().ok()?, rest))
+}
+
+/// Delivers the container's lines to `out` until the container has terminated (`terminated` turns true) and its
+/// log has been read to the end. Returns the number of lines delivered.
+pub async fn follow(
+    pods: Api<Pod>,
+    pod: String,
+    out: mpsc::Sender<String>,
+    mut terminated: watch::Receiver<bool>,
+) -> u64 {
+    let mut cursor = Cursor::default();
+    let mut delivered = 0u64;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let finished_before_open = *terminated.borrow();
+        let params = LogParams {
+            container: Some(CLAUDE_CONTAINER.into()),
+            follow: !finished_before_open,
+            timestamps: true,
+            since_time: cursor.since(),
+            ..Default::default()
+        };
+        match pods.log_stream(&pod, &params).await {
+            Ok(reader) => {
+                let mut lines = reader.lines();
+                let mut seen_at_ts = 0usize;
+                loop {
+                    match lines.try_next().await {
+                        Ok(Some(raw)) => {
+                            let Some((ts, text)) = split_timestamp(&raw) else {
+                                tracing::debug!(line = %raw, "log line without a timestamp");
+                                continue;
+                            };
+                            if cursor.admit(ts, &mut seen_at_ts) {
+                                delivered += 1;
+                                if out.send(text.to_owned()).await.is_err() {
+                                    return delivered;
+                                }
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "log stream broke");
+                            break;
+                        }
+                    }
+                }
+                backoff = Duration::from_millis(200);
+            }
+            Err(e) => tracing::debug!(error = %e, pod = %pod, "cannot open the log stream"),
+        }
+        if finished_before_open {
+            return delivered;
+        }
+        // The stream ended: either the container terminated (read once more, without follow, to get the tail)
+        // or the connection was cut (reopen after a short backoff, unless termination arrives first).
+        if !*terminated.borrow() {
+            let _ = tokio::time::timeout(backoff, terminated.wait_for(|t| *t)).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn splits_kubelet_timestamps() {
+        let (t, text) = split_timestamp("2026-11-25T07:00:00.123456789Z {\"a\": 1} x").unwrap();
+        assert_eq!(t, ts("2026-11-25T07:00:00.123456789Z"));
+        assert_eq!(text, "{\"a\": 1} x");
+        assert_eq!(split_timestamp("2026-11-25T07:00:01Z").unwrap().1, "");
+        assert!(split_timestamp("garbage line").is_none());
+    }
+
+    #[test]
+    fn a_reopened_stream_drops_the_overlap_exactly() {
+        let mut c = Cursor::default();
+        let mut n = 0;
+        // First stream: three lines, two sharing a timestamp.
+        assert!(c.admit(ts("2026-01-01T00:00:01.1Z"), &mut n));
+        assert!(c.admit(ts("2026-01-01T00:00:01.5Z"), &mut n));
+        assert!(c.admit(ts("2026-01-01T00:00:01.5Z"), &mut n));
+        // Reopened from the whole second: everything up to the cursor is replayed, then one new line at the same
+        // instant and a later one.
+        let mut n = 0;
+        assert!(!c.admit(ts("2026-01-01T00:00:01.1Z"), &mut n));
+        assert!(!c.admit(ts("2026-01-01T00:00:01.5Z"), &mut n));
+        assert!(!c.admit(ts("2026-01-01T00:00:01.5Z"), &mut n));
+        assert!(c.admit(ts("2026-01-01T00:00:01.5Z"), &mut n));
+        assert!(c.admit(ts("2026-01-01T00:00:02Z"), &mut n));
+        assert!(!c.admit(ts("2026-01-01T00:00:01.9Z"), &mut n));
+        assert_eq!(c.since(), Some(ts("2026-01-01T00:00:02Z")));
+        let mut c = Cursor::default();
+        c.admit(ts("2026-01-01T00:00:01.7Z"), &mut n);
+        assert_eq!(
+            c.since(),
+            Some(ts("2026-01-01T00:00:01Z")),
+            "rounded down, never up"
+        );
+    }
+}

@@ -1,0 +1,35 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use claude_k8s::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    claude_k8s::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("claude-k8s: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve => match claude_k8s::serve::serve().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("claude-k8s serve: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Doctor {
+                kubeconfig,
+                namespace,
+                json,
+            } => claude_k8s::doctor::run(kubeconfig, namespace, json).await,
+        }
+    })
+}

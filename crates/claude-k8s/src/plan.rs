@@ -1,0 +1,631 @@
+//! The Job (and its per-run Secret) for one run. Pure: config, pod facts and the invocation in, manifests out.
+//!
+//! Shape: a `write-prompt` init container (busybox) unpacks the prompt from the run Secret into an emptyDir; the
+//! `claude` container reads it on stdin through `exec`, so Claude's own exit code is the container's (no pipe hides
+//! it) and no prompt size meets the 128 KiB argv/env limit. The run token reaches the container as a
+//! `secretKeyRef`, so it never appears in the Job spec.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::config::AgentConfig;
+use crate::invocation::Invocation;
+use crate::labels::{self, RunIdentity};
+use crate::pod_facts::{DATA_MOUNT_PATH, PodFacts};
+
+pub const CLAUDE_CONTAINER: &str = "claude";
+pub const PROMPT_CONTAINER: &str = "write-prompt";
+pub const AGENT_UID: i64 = 1000;
+const PROMPT_DIR: &str = "/var/run/claude-k8s/prompt";
+const RUN_SECRET_DIR: &str = "/var/run/claude-k8s/run";
+const PROMPT_KEY: &str = "prompt.gz";
+pub const API_KEY_KEY: &str = "paperclip-api-key";
+/// Kubernetes refuses Secrets whose data exceed 1 MiB.
+const MAX_SECRET_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "no image for the claude container: set adapterConfig.image, or run the adapter in a pod whose container it can inherit"
+    )]
+    NoImage,
+    #[error(
+        "no PersistentVolumeClaim is mounted at {DATA_MOUNT_PATH} in the Paperclip pod `{pod}`: mount the shared RWX PVC there (see the README's PVC section)"
+    )]
+    NoDataClaim { pod: String },
+    #[error("the prompt is {compressed} bytes even compressed; a run Secret holds at most 1 MiB")]
+    PromptTooLarge { compressed: usize },
+    #[error("adapterConfig.podSpecPatch does not produce a valid pod spec: {0}")]
+    BadPodSpecPatch(String),
+}
+
+/// Everything the plan needs about the run besides config and facts.
+#[derive(Debug, Clone)]
+pub struct RunPlanInput<'a> {
+    pub identity: &'a RunIdentity,
+    pub agent_name: &'a str,
+    pub namespace: &'a str,
+    pub invocation: &'a Invocation,
+    pub auth_token: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunManifests {
+    pub job: Job,
+    pub secret: Secret,
+}
+
+pub fn plan(
+    input: &RunPlanInput<'_>,
+    config: &AgentConfig,
+    facts: &PodFacts,
+) -> Result<RunManifests, PlanError> {
+    let job_name = labels::job_name(&input.identity.agent_id, &input.identity.run_id);
+    let secret_name = labels::run_secret_name(&job_name);
+    let image = config
+        .image
+        .clone()
+        .or_else(|| facts.image.clone())
+        .ok_or(PlanError::NoImage)?;
+    let claim = facts
+        .data_claim
+        .clone()
+        .ok_or_else(|| PlanError::NoDataClaim {
+            pod: format!("{}/{}", facts.namespace, facts.pod_name),
+        })?;
+
+    let mut run_labels = labels::run_labels(input.identity);
+    let mut job_labels = labels::user_labels(&config.labels);
+    job_labels.append(&mut run_labels);
+
+    let prompt_gz = gzip(input.invocation.prompt.as_bytes());
+    let token_len = input.auth_token.map_or(0, str::len);
+    if prompt_gz.len() + token_len > MAX_SECRET_BYTES {
+        return Err(PlanError::PromptTooLarge {
+            compressed: prompt_gz.len(),
+        });
+    }
+    let mut secret_data = BTreeMap::from([(PROMPT_KEY.to_owned(), ByteString(prompt_gz))]);
+    if let Some(token) = input.auth_token {
+        secret_data.insert(
+            API_KEY_KEY.to_owned(),
+            ByteString(token.as_bytes().to_vec()),
+        );
+    }
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name.clone()),
+            namespace: Some(input.namespace.to_owned()),
+            labels: Some(job_labels.clone()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(secret_data),
+        ..Default::default()
+    };
+
+    let mut volumes = vec![
+        Volume {
+            name: "paperclip-data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim,
+                read_only: None,
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "prompt".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        Volume {
+            name: "run-secret".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret_name.clone()),
+                // Group-readable so UID 1000 reads it through fsGroup; nothing else in the pod runs.
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let mut claude_mounts = vec![
+        VolumeMount {
+            name: "paperclip-data".into(),
+            mount_path: DATA_MOUNT_PATH.into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "prompt".into(),
+            mount_path: PROMPT_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ];
+    for (volume, mount) in &facts.secret_volumes {
+        // Our own volume names are fixed; an inherited one that collides is renamed, not dropped.
+        let name = if ["paperclip-data", "prompt", "run-secret"].contains(&volume.name.as_str()) {
+            format!("inherited-{}", volume.name)
+        } else {
+            volume.name.clone()
+        };
+        volumes.push(Volume {
+            name: name.clone(),
+            ..volume.clone()
+        });
+        claude_mounts.push(VolumeMount {
+            name,
+            ..mount.clone()
+        });
+    }
+
+    let init = Container {
+        name: PROMPT_CONTAINER.into(),
+        image: Some(config.init_image.clone()),
+        image_pull_policy: Some(config.image_pull_policy.clone()),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("gunzip -c {RUN_SECRET_DIR}/{PROMPT_KEY} > {PROMPT_DIR}/prompt.txt"),
+        ]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "prompt".into(),
+                mount_path: PROMPT_DIR.into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "run-secret".into(),
+                mount_path: RUN_SECRET_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
+        resources: Some(resources("10m", "16Mi", "500m", "64Mi")),
+        security_context: Some(container_security()),
+        ..Default::default()
+    };
+
+    let claude = Container {
+        name: CLAUDE_CONTAINER.into(),
+        image: Some(image),
+        image_pull_policy: Some(config.image_pull_policy.clone()),
+        // `exec` hands the shell's PID to claude: its exit code and signals are the container's.
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("exec claude \"$@\" < {PROMPT_DIR}/prompt.txt"),
+            "claude".into(),
+        ]),
+        args: Some(input.invocation.args.clone()),
+        working_dir: Some(input.invocation.cwd.clone()),
+        env: Some(container_env(
+            facts,
+            input.invocation,
+            input.auth_token.is_some(),
+            &secret_name,
+        )),
+        env_from: (!facts.env_from.is_empty()).then(|| facts.env_from.clone()),
+        volume_mounts: Some(claude_mounts),
+        resources: Some(resources(
+            &config.resources.requests_cpu,
+            &config.resources.requests_memory,
+            &config.resources.limits_cpu,
+            &config.resources.limits_memory,
+        )),
+        security_context: Some(container_security()),
+        ..Default::default()
+    };
+
+    let mut pod_spec = PodSpec {
+        restart_policy: Some("Never".into()),
+        init_containers: Some(vec![init]),
+        containers: vec![claude],
+        volumes: Some(volumes),
+        service_account_name: config.service_account_name.clone(),
+        // The agent gets no Kubernetes identity unless the operator names one.
+        automount_service_account_token: Some(config.service_account_name.is_some()),
+        image_pull_secrets: (!facts.image_pull_secrets.is_empty())
+            .then(|| facts.image_pull_secrets.clone()),
+        dns_policy: facts.dns_policy.clone(),
+        dns_config: facts.dns_config.clone(),
+        node_selector: (!config.node_selector.is_empty()).then(|| config.node_selector.clone()),
+        tolerations: (!config.tolerations.is_empty()).then(|| {
+            config
+                .tolerations
+                .iter()
+                .filter_map(|t| serde_json::from_value(t.clone()).ok())
+                .collect()
+        }),
+        security_context: Some(PodSecurityContext {
+            run_as_user: Some(AGENT_UID),
+            run_as_group: Some(AGENT_UID),
+            run_as_non_root: Some(true),
+            fs_group: Some(AGENT_UID),
+            fs_group_change_policy: Some("OnRootMismatch".into()),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    if let Some(patch) = &config.pod_spec_patch {
+        pod_spec = apply_merge_patch(&pod_spec, patch)?;
+    }
+
+    let annotations = BTreeMap::from([(
+        labels::AGENT_NAME_ANNOTATION.to_owned(),
+        input.agent_name.to_owned(),
+    )]);
+    let job = Job {
+        metadata: ObjectMeta {
+            name: Some(job_name),
+            namespace: Some(input.namespace.to_owned()),
+            labels: Some(job_labels.clone()),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            ttl_seconds_after_finished: Some(config.ttl_seconds_after_finished as i32),
+            // The adapter enforces timeoutSec itself; this is only a backstop if the adapter is gone.
+            active_deadline_seconds: (config.timeout_sec > 0)
+                .then(|| (config.timeout_sec + config.grace_sec + 300) as i64),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(job_labels),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(RunManifests { job, secret })
+}
+
+/// Inherited env first, then the run's own; a later name replaces an earlier one in place of appearing twice.
+fn container_env(
+    facts: &PodFacts,
+    invocation: &Invocation,
+    with_token: bool,
+    secret_name: &str,
+) -> Vec<EnvVar> {
+    let mut env: Vec<EnvVar> = Vec::new();
+    let mut set = |var: EnvVar| {
+        env.retain(|e| e.name != var.name);
+        env.push(var);
+    };
+    for var in &facts.env {
+        set(var.clone());
+    }
+    for (name, value) in &invocation.env {
+        set(EnvVar {
+            name: name.clone(),
+            value: Some(value.clone()),
+            value_from: None,
+        });
+    }
+    if with_token {
+        set(EnvVar {
+            name: "PAPERCLIP_API_KEY".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret_name.to_owned(),
+                    key: API_KEY_KEY.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+        });
+    }
+    env
+}
+
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn resources(req_cpu: &str, req_mem: &str, lim_cpu: &str, lim_mem: &str) -> ResourceRequirements {
+    let q = |a: &str, b: &str| {
+        BTreeMap::from([
+            ("cpu".to_owned(), Quantity(a.to_owned())),
+            ("memory".to_owned(), Quantity(b.to_owned())),
+        ])
+    };
+    ResourceRequirements {
+        requests: Some(q(req_cpu, req_mem)),
+        limits: Some(q(lim_cpu, lim_mem)),
+        ..Default::default()
+    }
+}
+
+fn apply_merge_patch(spec: &PodSpec, patch: &serde_json::Value) -> Result<PodSpec, PlanError> {
+    let mut value =
+        serde_json::to_value(spec).map_err(|e| PlanError::BadPodSpecPatch(e.to_string()))?;
+    json_patch::merge(&mut value, patch);
+    serde_json::from_value(value).map_err(|e| PlanError::BadPodSpecPatch(e.to_string()))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(data)
+        .expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod_facts::tests::paperclip_pod;
+    use crate::serve::protocol::ExecuteParams;
+    use serde_json::{Value, json};
+
+    fn manifests(config: Value, prompt: &str) -> Result<RunManifests, PlanError> {
+        let params: ExecuteParams = serde_json::from_value(json!({
+            "runId": "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb",
+            "agent": {"id": "0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaaa", "companyId": "c0", "name": "Ada"},
+            "prompt": {"fresh": prompt},
+            "context": {"paperclipWorkspace": {"cwd": "/paperclip/instances/default/workspaces/a", "source": "agent_home"}},
+            "paperclipEnv": {"PAPERCLIP_RUN_ID": "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb"}
+        }))
+        .unwrap();
+        let config = AgentConfig::parse(config.as_object().unwrap()).unwrap();
+        let facts = PodFacts::from_pod(&paperclip_pod());
+        let inv = Invocation::build(&params, &config, &facts, None);
+        let id = RunIdentity {
+            agent_id: params.agent.id.clone(),
+            run_id: params.run_id.clone(),
+            company_id: "c0".into(),
+            task_id: Some("t1".into()),
+            session_id: None,
+        };
+        plan(
+            &RunPlanInput {
+                identity: &id,
+                agent_name: "Ada",
+                namespace: "paperclip",
+                invocation: &inv,
+                auth_token: Some("jwt-secret"),
+            },
+            &config,
+            &facts,
+        )
+    }
+
+    fn as_json(job: &Job) -> Value {
+        serde_json::to_value(job).unwrap()
+    }
+
+    #[test]
+    fn job_fields_use_the_exact_kubernetes_names() {
+        // 1.20 silently drops unknown fields, so the serialized names are checked here, not on the cluster.
+        let j = as_json(&manifests(json!({"timeoutSec": 60}), "hi").unwrap().job);
+        assert_eq!(j["apiVersion"], "batch/v1");
+        assert_eq!(j["kind"], "Job");
+        assert_eq!(j["spec"]["backoffLimit"], 0);
+        assert_eq!(j["spec"]["ttlSecondsAfterFinished"], 300);
+        assert_eq!(j["spec"]["activeDeadlineSeconds"], 60 + 60 + 300);
+        let pod = &j["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["securityContext"]["runAsUser"], 1000);
+        assert_eq!(pod["securityContext"]["runAsGroup"], 1000);
+        assert_eq!(pod["securityContext"]["fsGroup"], 1000);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["fsGroupChangePolicy"],
+            "OnRootMismatch"
+        );
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(pod["imagePullSecrets"][0]["name"], "regcred");
+        assert_eq!(pod["dnsPolicy"], "None");
+        assert_eq!(pod["initContainers"][0]["name"], "write-prompt");
+        assert_eq!(pod["initContainers"][0]["image"], "busybox:1.36");
+        let c = &pod["containers"][0];
+        assert_eq!(c["name"], "claude");
+        assert_eq!(c["image"], "ghcr.io/acme/paperclip:1.2");
+        assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(c["workingDir"], "/paperclip/instances/default/workspaces/a");
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+        assert_eq!(c["resources"]["requests"]["cpu"], "1000m");
+        assert_eq!(c["resources"]["limits"]["memory"], "8Gi");
+        assert_eq!(
+            c["command"][2],
+            "exec claude \"$@\" < /var/run/claude-k8s/prompt/prompt.txt"
+        );
+        assert_eq!(c["args"][0], "--print");
+        assert!(
+            c.get("ports").is_none()
+                && c.get("livenessProbe").is_none()
+                && c.get("lifecycle").is_none()
+        );
+    }
+
+    #[test]
+    fn only_the_paperclip_pods_whitelist_is_inherited() {
+        let j = as_json(&manifests(json!({}), "hi").unwrap().job);
+        let pod = &j["spec"]["template"]["spec"];
+        assert!(pod.get("nodeName").is_none());
+        assert!(pod.get("serviceAccountName").is_none());
+        assert_eq!(
+            pod["containers"].as_array().unwrap().len(),
+            1,
+            "no istio sidecar"
+        );
+        assert_eq!(
+            pod["initContainers"].as_array().unwrap().len(),
+            1,
+            "no istio-init"
+        );
+        let volumes: Vec<&str> = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            volumes,
+            ["paperclip-data", "prompt", "run-secret", "keys"],
+            "no token volume, no envoy emptyDir"
+        );
+        assert_eq!(
+            pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+            "paperclip-data"
+        );
+        let labels = j["spec"]["template"]["metadata"]["labels"]
+            .as_object()
+            .unwrap();
+        assert!(!labels.contains_key("app") && !labels.contains_key("pod-template-hash"));
+    }
+
+    #[test]
+    fn the_token_is_a_secret_ref_and_never_in_the_job() {
+        let m = manifests(json!({}), "hi").unwrap();
+        let text = serde_json::to_string(&m.job).unwrap();
+        assert!(!text.contains("jwt-secret"));
+        let env = as_json(&m.job)["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+        let key = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "PAPERCLIP_API_KEY")
+            .unwrap();
+        assert_eq!(key["valueFrom"]["secretKeyRef"]["key"], API_KEY_KEY);
+        assert_eq!(
+            m.secret.data.as_ref().unwrap()[API_KEY_KEY].0,
+            b"jwt-secret"
+        );
+    }
+
+    #[test]
+    fn env_is_deduplicated_with_later_layers_winning() {
+        let m = manifests(
+            json!({"env": {"ANTHROPIC_API_KEY": "override", "EXTRA": "1"}}),
+            "hi",
+        )
+        .unwrap();
+        let env = m.job.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let keys: Vec<_> = env
+            .iter()
+            .filter(|e| e.name == "ANTHROPIC_API_KEY")
+            .collect();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].value.as_deref(), Some("override"));
+        assert!(
+            env.iter()
+                .any(|e| e.name == "MODE" && e.value_from.is_some())
+        );
+        assert_eq!(
+            env.iter()
+                .find(|e| e.name == "HOME")
+                .unwrap()
+                .value
+                .as_deref(),
+            Some("/paperclip")
+        );
+    }
+
+    #[test]
+    fn a_one_mib_prompt_fits_compressed() {
+        let prompt: String = (0..1024 * 1024 / 40)
+            .map(|i| format!("line {i:08} of a long task description........\n"))
+            .collect();
+        assert!(prompt.len() >= 1024 * 1024);
+        let m = manifests(json!({}), &prompt).unwrap();
+        let gz = &m.secret.data.as_ref().unwrap()[PROMPT_KEY].0;
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
+            .unwrap();
+        assert_eq!(out, prompt);
+    }
+
+    #[test]
+    fn pod_spec_patch_is_applied_last() {
+        let m = manifests(
+            json!({"podSpecPatch": {"hostNetwork": true, "runtimeClassName": "gvisor"}}),
+            "hi",
+        )
+        .unwrap();
+        let pod = m.job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.host_network, Some(true));
+        assert_eq!(pod.runtime_class_name.as_deref(), Some("gvisor"));
+    }
+
+    #[test]
+    fn user_labels_and_scheduling_fields() {
+        let m = manifests(
+            json!({"labels": {"team": "core"}, "nodeSelector": {"pool": "agents"},
+                   "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                   "serviceAccountName": "agent-sa"}),
+            "hi",
+        )
+        .unwrap();
+        let j = as_json(&m.job);
+        assert_eq!(j["metadata"]["labels"]["team"], "core");
+        assert_eq!(j["metadata"]["labels"]["paperclip.io/task-id"], "t1");
+        let pod = &j["spec"]["template"]["spec"];
+        assert_eq!(pod["nodeSelector"]["pool"], "agents");
+        assert_eq!(pod["tolerations"][0]["key"], "gpu");
+        assert_eq!(pod["serviceAccountName"], "agent-sa");
+        assert_eq!(pod["automountServiceAccountToken"], true);
+    }
+
+    #[test]
+    fn missing_claim_or_image_are_clear_errors() {
+        let config = AgentConfig::parse(&serde_json::Map::new()).unwrap();
+        let id = RunIdentity::default();
+        let params = ExecuteParams::default();
+        let inv = Invocation::build(&params, &config, &PodFacts::default(), None);
+        let input = RunPlanInput {
+            identity: &id,
+            agent_name: "",
+            namespace: "ns",
+            invocation: &inv,
+            auth_token: None,
+        };
+        assert!(matches!(
+            plan(&input, &config, &PodFacts::default()),
+            Err(PlanError::NoImage)
+        ));
+        let facts = PodFacts {
+            image: Some("img".into()),
+            pod_name: "p".into(),
+            namespace: "ns".into(),
+            ..Default::default()
+        };
+        let err = plan(&input, &config, &facts).unwrap_err();
+        assert!(err.to_string().contains("/paperclip"), "{err}");
+    }
+}

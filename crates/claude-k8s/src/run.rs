@@ -1,0 +1,599 @@
+//! One `execute`, as a straight pipeline: plan → guard → launch → follow → outcome → cleanup.
+//!
+//! The pure steps live in `plan`, `invocation`, `pod_state`, `stream_json` and `outcome`; this module does the
+//! I/O between them. Progress is watched, never polled: a pod watcher, a Job watcher and the log follower feed
+//! one `select!` loop, and the run ends on the claude container's terminated state (or a cancel, a timeout, a
+//! failure that will not fix itself), never on a log stream ending.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher::watch_object};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::introspect::SelfPod;
+use crate::invocation::{self, Invocation};
+use crate::kube_ctx::{Clients, KubeCtx};
+use crate::labels::{self, RunIdentity};
+use crate::outcome::{self, ContainerEnd, RunFacts};
+use crate::plan::{self, RunManifests, RunPlanInput};
+use crate::pod_facts::PodFacts;
+use crate::pod_state::{self, PodFailure};
+use crate::serve::protocol::ExecuteParams;
+use crate::sink::Sink;
+use crate::stream_json::Transcript;
+
+/// Shared by every run of a serve process.
+#[derive(Default)]
+pub struct Services {
+    pub clients: Clients,
+    pub self_pod: SelfPod,
+}
+
+/// How long the log follower may take to deliver the tail after the container terminated.
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a cancel or cleanup waits for the run's pods to be gone.
+const POD_GONE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A failed result that never reached Claude.
+pub fn failure(code: &str, message: impl Into<String>) -> Value {
+    json!({"exitCode": null, "signal": null, "timedOut": false, "errorCode": code, "errorMessage": message.into()})
+}
+
+pub async fn execute(
+    services: &Services,
+    params: ExecuteParams,
+    sink: &Sink,
+    cancel: CancellationToken,
+) -> Value {
+    let config = match AgentConfig::parse(&params.config) {
+        Ok(c) => c,
+        Err(e) => return failure("invalid_config", e.to_string()),
+    };
+    let kube = match services.clients.get(config.kubeconfig.as_deref()).await {
+        Ok(k) => k,
+        Err(e) => return failure("k8s_client_unavailable", e.to_string()),
+    };
+    let facts = match services.self_pod.facts(&kube).await {
+        Ok(f) => f,
+        Err(e) => return failure("k8s_self_pod_unreadable", e.to_string()),
+    };
+    let namespace = config.namespace.clone().unwrap_or_else(|| {
+        if facts.namespace.is_empty() {
+            kube.default_namespace.clone()
+        } else {
+            facts.namespace.clone()
+        }
+    });
+    let run = Run {
+        params: &params,
+        config: &config,
+        facts: &facts,
+        kube: &kube,
+        namespace: &namespace,
+        sink,
+    };
+
+    let resume = match invocation::resumable_session(&params, &config) {
+        Ok(id) => id,
+        Err(why) => {
+            sink.progress(&why);
+            None
+        }
+    };
+    let first = run.attempt(resume.clone(), false, &cancel).await;
+    let unknown_session = resume.is_some()
+        && first.container_exit.is_some_and(|code| code != 0)
+        && first.transcript.is_unknown_session_error();
+    if !unknown_session {
+        return first.result;
+    }
+    sink.progress(&format!(
+        "Claude resume session \"{}\" is unavailable; retrying with a fresh session.",
+        resume.unwrap_or_default()
+    ));
+    run.attempt(None, true, &cancel).await.result
+}
+
+struct Run<'a> {
+    params: &'a ExecuteParams,
+    config: &'a AgentConfig,
+    facts: &'a PodFacts,
+    kube: &'a KubeCtx,
+    namespace: &'a str,
+    sink: &'a Sink,
+}
+
+struct Attempt {
+    result: Value,
+    transcript: Transcript,
+    container_exit: Option<i32>,
+}
+
+/// Why following stopped.
+enum Stop {
+    Ended(ContainerEnd),
+    Cancelled,
+    TimedOut,
+    Failed(&'static str, String),
+}
+
+impl Attempt {
+    fn early(result: Value) -> Self {
+        Self {
+            result,
+            transcript: Transcript::default(),
+            container_exit: None,
+        }
+    }
+}
+
+impl Run<'_> {
+    async fn attempt(
+        &self,
+        resume: Option<String>,
+        retry_after_unknown: bool,
+        cancel: &CancellationToken,
+    ) -> Attempt {
+        let (params, config, sink) = (self.params, self.config, self.sink);
+        let inv = Invocation::build(params, config, self.facts, resume.clone());
+        for note in &inv.notes {
+            sink.warn(note);
+        }
+        let identity = RunIdentity {
+            agent_id: params.agent.id.clone(),
+            run_id: params.run_id.clone(),
+            company_id: params.agent.company_id.clone(),
+            task_id: task_id(params),
+            session_id: resume.clone(),
+        };
+        let input = RunPlanInput {
+            identity: &identity,
+            agent_name: &params.agent.name,
+            namespace: self.namespace,
+            invocation: &inv,
+            auth_token: params.auth_token.as_deref().filter(|t| !t.is_empty()),
+        };
+        let manifests = match plan::plan(&input, config, self.facts) {
+            Ok(m) => m,
+            Err(e) => return Attempt::early(failure("k8s_plan_failed", e.to_string())),
+        };
+        let job_name = manifests.job.metadata.name.clone().unwrap_or_default();
+        sink.meta(invocation_meta(&inv, &job_name, self.namespace));
+
+        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        if let Err(result) = self.guard(&jobs, &job_name).await {
+            return Attempt::early(result);
+        }
+        if cancel.is_cancelled() {
+            return Attempt::early(cancelled_result(false));
+        }
+        if let Err(result) = self.launch(&manifests).await {
+            return Attempt::early(result);
+        }
+        sink.progress(&format!(
+            "Job {job_name} created in namespace {}",
+            self.namespace
+        ));
+
+        let mut transcript = Transcript::default();
+        let stop = self.follow(&job_name, &mut transcript, cancel).await;
+        let run_facts = RunFacts {
+            cwd: inv.cwd.clone(),
+            configured_model: config.model.clone(),
+            bedrock: inv.bedrock,
+            has_api_key: has_api_key(config, self.facts),
+            fallback_session_id: resume.clone(),
+            clear_session: retry_after_unknown,
+            job_name: job_name.clone(),
+            namespace: self.namespace.to_owned(),
+            memory_limit: config.resources.limits_memory.clone(),
+        };
+        let (result, container_exit) = match stop {
+            Stop::Ended(end) => {
+                let exit = end.exit_code;
+                self.cleanup(&job_name, false).await;
+                (outcome::finished(&end, &transcript, &run_facts), Some(exit))
+            }
+            Stop::Cancelled => {
+                sink.progress(&format!("cancelling: deleting Job {job_name}"));
+                let gone = self.cleanup(&job_name, true).await;
+                (cancelled_result(!gone), None)
+            }
+            Stop::TimedOut => {
+                sink.progress(&format!(
+                    "timed out after {}s: stopping Job {job_name}",
+                    config.timeout_sec
+                ));
+                self.cleanup(&job_name, true).await;
+                let mut r = failure(
+                    "timeout",
+                    format!("Timed out after {}s", config.timeout_sec),
+                );
+                r["timedOut"] = json!(true);
+                r["clearSession"] = json!(retry_after_unknown);
+                (r, None)
+            }
+            Stop::Failed(code, message) => {
+                sink.warn(&message);
+                self.cleanup(&job_name, true).await;
+                (failure(code, message), None)
+            }
+        };
+        Attempt {
+            result,
+            transcript,
+            container_exit,
+        }
+    }
+
+    /// One Job per agent: refuse while another run's Job of this agent is still active. Fails closed.
+    async fn guard(&self, jobs: &Api<Job>, job_name: &str) -> Result<(), Value> {
+        let selector = labels::selector(&[
+            (
+                labels::AGENT_ID,
+                &labels::label_value(&self.params.agent.id),
+            ),
+            (labels::ADAPTER_TYPE, labels::ADAPTER_TYPE_VALUE),
+        ]);
+        let list = jobs.list(&ListParams::default().labels(&selector)).await.map_err(|e| {
+            failure(
+                "k8s_concurrency_guard_unreachable",
+                format!("cannot list Jobs to check for a running one of this agent ({e}); refusing to start a second"),
+            )
+        })?;
+        let active = list.items.iter().find(|j| {
+            j.metadata.name.as_deref() != Some(job_name)
+                && j.metadata.deletion_timestamp.is_none()
+                && !is_finished(j)
+        });
+        match active {
+            Some(j) => Err(failure(
+                "k8s_concurrent_run_blocked",
+                format!(
+                    "agent already has a running Job {} in namespace {}; one Job per agent at a time",
+                    j.metadata.name.as_deref().unwrap_or("?"),
+                    self.namespace
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates the run Secret, then the Job, then makes the Job own the Secret so garbage collection removes it.
+    async fn launch(&self, m: &RunManifests) -> Result<(), Value> {
+        let secrets: Api<Secret> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let pp = PostParams::default();
+        let secret_name = m.secret.metadata.name.clone().unwrap_or_default();
+        if let Err(e) = secrets.create(&pp, &m.secret).await {
+            return Err(failure(
+                "k8s_secret_create_failed",
+                api_error("create the run Secret", &e),
+            ));
+        }
+        let job = match jobs.create(&pp, &m.job).await {
+            Ok(job) => job,
+            Err(e) => {
+                let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
+                return Err(failure(
+                    "k8s_job_create_failed",
+                    api_error("create the Job", &e),
+                ));
+            }
+        };
+        let owner = OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: job.metadata.name.clone().unwrap_or_default(),
+            uid: job.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(false),
+            block_owner_deletion: Some(false),
+        };
+        let patch = json!({"metadata": {"ownerReferences": [owner]}});
+        if let Err(e) = secrets
+            .patch(&secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            // Not fatal: cleanup deletes the Secret by name, and `claude-k8s gc` by label.
+            tracing::warn!(error = %e, secret = %secret_name, "cannot give the run Secret an owner");
+        }
+        Ok(())
+    }
+
+    async fn follow(
+        &self,
+        job_name: &str,
+        transcript: &mut Transcript,
+        cancel: &CancellationToken,
+    ) -> Stop {
+        let pods: Api<Pod> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let selector = format!("{}={job_name}", labels::JOB_NAME);
+        let mut pod_events =
+            watcher::watcher(pods.clone(), watcher::Config::default().labels(&selector))
+                .default_backoff()
+                .boxed();
+        let mut job_events = watch_object(jobs, job_name).boxed();
+        let (line_tx, mut line_rx) = mpsc::channel::<String>(4096);
+        let (terminated_tx, terminated_rx) = watch::channel(false);
+        let mut line_tx = Some(line_tx);
+        let mut log_task: Option<tokio::task::JoinHandle<u64>> = None;
+        let deadline = (self.config.timeout_sec > 0)
+            .then(|| Instant::now() + Duration::from_secs(self.config.timeout_sec));
+        let mut pending_failure: Option<(PodFailure, Instant)> = None;
+        let mut last_progress: Option<String> = None;
+
+        let stop = loop {
+            let failure_at = pending_failure.as_ref().map(|(f, since)| *since + f.after);
+            tokio::select! {
+                _ = cancel.cancelled() => break Stop::Cancelled,
+                _ = sleep_until(deadline) => break Stop::TimedOut,
+                _ = sleep_until(failure_at) => {
+                    let (f, _) = pending_failure.take().expect("a deadline implies a failure");
+                    break Stop::Failed(f.code, f.message);
+                }
+                Some(line) = line_rx.recv() => {
+                    transcript.push_line(&line);
+                    self.sink.stdout_line(&line);
+                }
+                event = pod_events.next() => match event {
+                    Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => {
+                        let view = pod_state::view(&pod);
+                        if view.progress.is_some() && view.progress != last_progress {
+                            self.sink.progress(view.progress.as_deref().unwrap_or_default());
+                            last_progress = view.progress.clone();
+                        }
+                        if (view.claude_running || view.claude_end.is_some()) && log_task.is_none() {
+                            let name = pod.metadata.name.clone().unwrap_or_default();
+                            let tx = line_tx.take().expect("the sender is taken once");
+                            log_task = Some(tokio::spawn(crate::logs::follow(pods.clone(), name, tx, terminated_rx.clone())));
+                        }
+                        if let Some(end) = view.claude_end {
+                            let _ = terminated_tx.send(true);
+                            break Stop::Ended(end);
+                        }
+                        pending_failure = match (view.failure, pending_failure.take()) {
+                            (Some(f), Some((old, since))) if old.code == f.code => Some((f, since)),
+                            (Some(f), _) => Some((f, Instant::now())),
+                            (None, _) => None,
+                        };
+                    }
+                    Some(Ok(Event::Delete(pod))) => {
+                        let name = pod.metadata.name.unwrap_or_default();
+                        break Stop::Failed("k8s_pod_deleted", format!("pod {name} of Job {job_name} was deleted before claude finished"));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::debug!(error = %e, "pod watch error; the watcher retries"),
+                    None => break Stop::Failed("k8s_watch_ended", "the pod watch ended unexpectedly".into()),
+                },
+                event = job_events.next() => match event {
+                    Some(Ok(None)) => break Stop::Failed(
+                        "k8s_job_deleted_externally",
+                        format!("Job {job_name} was deleted by someone else before claude finished"),
+                    ),
+                    Some(Ok(Some(job))) => {
+                        if let Some(reason) = failed_reason(&job) {
+                            break Stop::Failed("k8s_job_failed", format!("Job {job_name} failed: {reason}"));
+                        }
+                    }
+                    Some(Err(e)) => tracing::debug!(error = %e, "job watch error; the watcher retries"),
+                    None => {}
+                },
+            }
+        };
+
+        // Deliver the log's tail: the follower ends by itself once the container has terminated.
+        let _ = terminated_tx.send(true);
+        drop(line_tx);
+        if let Some(task) = log_task {
+            let drain = async {
+                while let Some(line) = line_rx.recv().await {
+                    transcript.push_line(&line);
+                    self.sink.stdout_line(&line);
+                }
+            };
+            if tokio::time::timeout(LOG_DRAIN_TIMEOUT, drain)
+                .await
+                .is_err()
+            {
+                self.sink
+                    .warn("the log tail did not arrive in time; the transcript may be incomplete");
+                task.abort();
+            }
+        }
+        stop
+    }
+
+    /// Deletes the run's Job (its pods with it) and Secret unless `retainJobs`; with `force`, always, and waits
+    /// until the pods are gone. Returns whether they are.
+    async fn cleanup(&self, job_name: &str, force: bool) -> bool {
+        if self.config.retain_jobs && !force {
+            self.sink.progress(&format!(
+                "retainJobs is set: Job {job_name} is kept (TTL {}s)",
+                self.config.ttl_seconds_after_finished
+            ));
+            return true;
+        }
+        let client = self.kube.client.clone();
+        let jobs: Api<Job> = Api::namespaced(client.clone(), self.namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), self.namespace);
+        let secrets: Api<Secret> = Api::namespaced(client, self.namespace);
+        let mut dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        if force {
+            dp.grace_period_seconds = Some(self.config.grace_sec.min(u32::MAX as u64) as u32);
+        }
+        if let Err(e) = jobs.delete(job_name, &dp).await
+            && !is_not_found(&e)
+        {
+            self.sink
+                .warn(&api_error(&format!("delete Job {job_name}"), &e));
+        }
+        let _ = secrets
+            .delete(&labels::run_secret_name(job_name), &DeleteParams::default())
+            .await;
+        let gone = wait_pods_gone(&pods, job_name).await;
+        if !gone {
+            self.sink.warn(&format!(
+                "pods of Job {job_name} are still present after {}s",
+                POD_GONE_TIMEOUT.as_secs()
+            ));
+        }
+        gone
+    }
+}
+
+/// Waits, by watch, until the Job's pods are gone (Background propagation has the garbage collector delete them
+/// after the Job).
+async fn wait_pods_gone(pods: &Api<Pod>, job_name: &str) -> bool {
+    let selector = format!("{}={job_name}", labels::JOB_NAME);
+    let remaining = async {
+        let mut stream =
+            watcher::watcher(pods.clone(), watcher::Config::default().labels(&selector))
+                .default_backoff()
+                .boxed();
+        let mut present = std::collections::BTreeSet::new();
+        let mut listed = false;
+        while let Ok(Some(event)) = stream.try_next().await {
+            match event {
+                Event::Init => present.clear(),
+                Event::InitApply(p) | Event::Apply(p) => {
+                    present.insert(p.metadata.name.unwrap_or_default());
+                }
+                Event::Delete(p) => {
+                    present.remove(&p.metadata.name.unwrap_or_default());
+                }
+                Event::InitDone => listed = true,
+            }
+            if listed && present.is_empty() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(POD_GONE_TIMEOUT, remaining)
+        .await
+        .is_ok()
+}
+
+fn cancelled_result(forced: bool) -> Value {
+    let now = jiff::Timestamp::now().to_string();
+    json!({
+        "exitCode": null, "signal": null, "timedOut": false,
+        "errorCode": "cancelled", "errorMessage": "Cancelled: the Job was deleted",
+        "resultJson": {"executionCancellation": {"state": "acknowledged", "acknowledgedAt": now, "forced": forced}}
+    })
+}
+
+fn invocation_meta(inv: &Invocation, job_name: &str, namespace: &str) -> Value {
+    let env: serde_json::Map<String, Value> = inv
+        .env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                json!(if is_secret_name(k) {
+                    "***REDACTED***"
+                } else {
+                    v.as_str()
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "adapterType": labels::ADAPTER_TYPE_VALUE,
+        "command": "claude",
+        "cwd": inv.cwd,
+        "commandArgs": inv.args,
+        "commandNotes": [format!("Kubernetes Job {namespace}/{job_name}; prompt on stdin from the run Secret")],
+        "env": env,
+        "prompt": inv.prompt,
+        "promptMetrics": inv.prompt_metrics,
+    })
+}
+
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+fn task_id(params: &ExecuteParams) -> Option<String> {
+    ["taskId", "issueId"]
+        .iter()
+        .find_map(|k| {
+            params
+                .context
+                .get(*k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        })
+        .map(str::to_owned)
+}
+
+fn has_api_key(config: &AgentConfig, facts: &PodFacts) -> bool {
+    config.env.contains_key("ANTHROPIC_API_KEY")
+        || facts.env.iter().any(|e| e.name == "ANTHROPIC_API_KEY")
+}
+
+fn is_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conds| {
+            conds
+                .iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
+fn failed_reason(job: &Job) -> Option<String> {
+    let conds = job.status.as_ref()?.conditions.as_ref()?;
+    let c = conds
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")?;
+    // BackoffLimitExceeded follows the claude container's own failure, which the pod watch reports better.
+    (c.reason.as_deref() != Some("BackoffLimitExceeded")).then(|| {
+        format!(
+            "{}: {}",
+            c.reason.clone().unwrap_or_default(),
+            c.message.clone().unwrap_or_default()
+        )
+    })
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+fn api_error(what: &str, e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "cannot {what}: {} (the adapter's service account lacks a permission; see deploy/role.yaml)",
+            s.message
+        ),
+        kube::Error::Api(s) => format!("cannot {what}: {} ({} {})", s.message, s.code, s.reason),
+        other => format!("cannot {what}: {other}"),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

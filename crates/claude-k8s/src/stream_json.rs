@@ -1,0 +1,329 @@
+//! Claude Code `stream-json` output, folded line by line into what the outcome needs. Pure.
+//!
+//! Follows claude_local's `parseClaudeStreamJson`: the session id and model from `system/init`, assistant texts
+//! for a summary when no `result` arrives, and the final `result` line with `modelUsage` totals.
+
+use serde_json::{Map, Value};
+
+/// Token totals as Paperclip's `UsageSummary` has them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+}
+
+/// Assistant text kept for a summary is bounded: a summary, not a second transcript.
+const MAX_SUMMARY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct Transcript {
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+    assistant_texts: Vec<String>,
+    assistant_bytes: usize,
+    /// The last `result` line.
+    pub result: Option<Map<String, Value>>,
+    /// `system/api_retry` lines seen (the CLI retrying the model API).
+    pub api_retries: u32,
+    pub lines: u64,
+    pub non_json_lines: u64,
+    /// The last few lines that were not stream-json (usually Claude's stderr), for error messages.
+    pub last_plain_lines: Vec<String>,
+}
+
+impl Transcript {
+    pub fn push_line(&mut self, line: &str) {
+        let line = line.trim();
+        if line.is_empty() {
+            return;
+        }
+        self.lines += 1;
+        let Ok(Value::Object(event)) = serde_json::from_str::<Value>(line) else {
+            self.non_json_lines += 1;
+            self.last_plain_lines
+                .push(line.chars().take(2000).collect());
+            if self.last_plain_lines.len() > 20 {
+                self.last_plain_lines.remove(0);
+            }
+            return;
+        };
+        let str_field = |k: &str| {
+            event
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        match (
+            str_field("type").as_deref(),
+            str_field("subtype").as_deref(),
+        ) {
+            (Some("system"), Some("init")) => {
+                self.session_id = str_field("session_id").or(self.session_id.take());
+                self.model = str_field("model").or(self.model.take());
+            }
+            (Some("system"), Some("api_retry")) => self.api_retries += 1,
+            (Some("assistant"), _) => {
+                self.session_id = str_field("session_id").or(self.session_id.take());
+                let blocks = event
+                    .get("message")
+                    .and_then(|m| m.get("content"))
+                    .and_then(Value::as_array);
+                for block in blocks.into_iter().flatten() {
+                    if block.get("type").and_then(Value::as_str) == Some("text")
+                        && let Some(text) = block
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .filter(|t| !t.is_empty())
+                        && self.assistant_bytes < MAX_SUMMARY_BYTES
+                    {
+                        self.assistant_bytes += text.len();
+                        self.assistant_texts.push(text.to_owned());
+                    }
+                }
+            }
+            (Some("result"), _) => {
+                self.session_id = str_field("session_id").or(self.session_id.take());
+                self.result = Some(event);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn assistant_summary(&self) -> String {
+        self.assistant_texts.join("\n\n").trim().to_owned()
+    }
+
+    fn result_str(&self, key: &str) -> Option<&str> {
+        self.result.as_ref()?.get(key)?.as_str()
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.result
+            .as_ref()
+            .and_then(|r| r.get("is_error"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    pub fn subtype(&self) -> Option<&str> {
+        self.result_str("subtype")
+    }
+
+    /// claude_local: `modelUsage` totals (cache creation counts as input), else the top-level `usage`.
+    pub fn usage(&self) -> Option<Usage> {
+        let result = self.result.as_ref()?;
+        let n = |v: Option<&Value>| v.and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u64;
+        if let Some(models) = result
+            .get("modelUsage")
+            .and_then(Value::as_object)
+            .filter(|m| !m.is_empty())
+        {
+            let mut total = Usage::default();
+            for entry in models.values().filter_map(Value::as_object) {
+                total.input_tokens +=
+                    n(entry.get("inputTokens")) + n(entry.get("cacheCreationInputTokens"));
+                total.output_tokens += n(entry.get("outputTokens"));
+                total.cached_input_tokens += n(entry.get("cacheReadInputTokens"));
+            }
+            return Some(total);
+        }
+        let usage = result.get("usage")?;
+        Some(Usage {
+            input_tokens: n(usage.get("input_tokens")),
+            output_tokens: n(usage.get("output_tokens")),
+            cached_input_tokens: n(usage.get("cache_read_input_tokens")),
+        })
+    }
+
+    pub fn cost_usd(&self) -> Option<f64> {
+        self.result
+            .as_ref()?
+            .get("total_cost_usd")?
+            .as_f64()
+            .filter(|c| c.is_finite())
+    }
+
+    pub fn summary(&self) -> String {
+        match self.result_str("result") {
+            Some(text) => text.trim().to_owned(),
+            None => self.assistant_summary(),
+        }
+    }
+
+    /// The messages Claude reported: `result` text and `errors[]`.
+    pub fn error_messages(&self) -> Vec<String> {
+        let Some(result) = &self.result else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = Vec::new();
+        if let Some(text) = result
+            .get("result")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            out.push(text.to_owned());
+        }
+        for e in result
+            .get("errors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let msg = match e {
+                Value::String(s) => s.trim().to_owned(),
+                Value::Object(o) => ["message", "error", "code"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| e.to_string()),
+                _ => continue,
+            };
+            if !msg.is_empty() {
+                out.push(msg);
+            }
+        }
+        out
+    }
+
+    /// `--resume` of a session Claude does not have (claude_local's `isClaudeUnknownSessionError`).
+    pub fn is_unknown_session_error(&self) -> bool {
+        const NEEDLES: [&str; 6] = [
+            "no conversation found with session id",
+            "unknown session",
+            "not a valid uuid",
+            "--resume requires a valid session",
+            "is not a uuid",
+            "does not match any session title",
+        ];
+        self.error_messages().iter().any(|m| {
+            let m = m.to_lowercase();
+            NEEDLES.iter().any(|n| m.contains(n))
+                || (m.contains("session ")
+                    && m.split("session ")
+                        .nth(1)
+                        .is_some_and(|rest| rest.contains(" not found")))
+        })
+    }
+
+    /// Max turns reached: Paperclip should start the next run on a fresh session.
+    pub fn is_max_turns(&self) -> bool {
+        let Some(result) = &self.result else {
+            return false;
+        };
+        if self
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("error_max_turns"))
+        {
+            return true;
+        }
+        ["stop_reason", "stopReason", "error_code", "errorCode"]
+            .iter()
+            .any(|k| {
+                result.get(*k).and_then(Value::as_str).is_some_and(|v| {
+                    matches!(v.trim().to_lowercase().as_str(), "max_turns" | "turn_limit")
+                })
+            })
+    }
+
+    /// claude_local's `describeClaudeFailure`.
+    pub fn describe_failure(&self) -> String {
+        let mut parts = vec!["Claude run failed".to_owned()];
+        if let Some(subtype) = self.subtype().filter(|s| !s.is_empty()) {
+            parts.push(format!("subtype={subtype}"));
+        }
+        if let Some(detail) = self.error_messages().into_iter().next() {
+            parts.push(detail);
+        }
+        parts.join(": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Transcript {
+        let path = format!(
+            "{}/../../../shared/fixtures/claude-2.1.328/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut t = Transcript::default();
+        text.lines().for_each(|l| t.push_line(l));
+        t
+    }
+
+    #[test]
+    fn text_reply_yields_session_usage_cost_and_summary() {
+        let t = fixture("text-reply.jsonl");
+        assert!(t.session_id.as_deref().is_some_and(|s| s.len() == 36));
+        assert!(t.model.is_some());
+        assert!(!t.is_error());
+        assert_eq!(t.subtype(), Some("success"));
+        let usage = t.usage().unwrap();
+        assert!(
+            usage.input_tokens > 0 && usage.output_tokens > 0,
+            "{usage:?}"
+        );
+        assert!(t.cost_usd().unwrap() > 0.0);
+        assert!(!t.summary().is_empty());
+        assert_eq!(t.non_json_lines, 0);
+    }
+
+    #[test]
+    fn resumed_reply_keeps_the_session() {
+        let fresh = fixture("text-reply.jsonl");
+        let resumed = fixture("resumed-text-reply.jsonl");
+        assert_eq!(fresh.session_id, resumed.session_id);
+    }
+
+    #[test]
+    fn unknown_session_is_recognised() {
+        let t = fixture("resume-unknown-session.jsonl");
+        assert!(t.is_error());
+        assert!(t.is_unknown_session_error());
+        assert!(
+            t.describe_failure().contains("No conversation found"),
+            "{}",
+            t.describe_failure()
+        );
+        assert!(!fixture("text-reply.jsonl").is_unknown_session_error());
+    }
+
+    #[test]
+    fn api_errors_are_errors_even_with_subtype_success() {
+        let t = fixture("error-429-max-retries-1.jsonl");
+        assert!(t.is_error());
+        assert_eq!(t.api_retries, 1);
+        let t = fixture("error-401-max-retries-1.jsonl");
+        assert!(t.is_error());
+    }
+
+    #[test]
+    fn model_usage_counts_cache_creation_as_input() {
+        let mut t = Transcript::default();
+        t.push_line(r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","total_cost_usd":0.0123,"modelUsage":{"m":{"inputTokens":100,"cacheCreationInputTokens":20,"cacheReadInputTokens":300,"outputTokens":50}},"usage":{"input_tokens":1}}"#);
+        assert_eq!(
+            t.usage(),
+            Some(Usage {
+                input_tokens: 120,
+                output_tokens: 50,
+                cached_input_tokens: 300
+            })
+        );
+        assert_eq!(t.cost_usd(), Some(0.0123));
+    }
+
+    #[test]
+    fn plain_lines_are_kept_for_errors_and_max_turns_is_seen() {
+        let mut t = Transcript::default();
+        t.push_line("Error: something broke");
+        t.push_line(r#"{"type":"result","subtype":"error_max_turns","is_error":true}"#);
+        assert_eq!(t.last_plain_lines, ["Error: something broke"]);
+        assert!(t.is_max_turns());
+        assert_eq!(t.summary(), "");
+    }
+}
