@@ -327,6 +327,18 @@ impl FakeAnthropic {
         true
     }
 
+    /// Waits until at least `n` requests were recorded; false on timeout.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while lock(&self.shared.requests).len() < n {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// Markers to use when a prompt carries none (`None` clears).
     pub fn set_default_script(&self, script: Option<&str>) {
         *lock(&self.shared.default_script) = script.map(str::to_string);
@@ -368,6 +380,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
+        // Claude Code probes the base URL with `HEAD /api/hello` unless
+        // CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1.
+        .route("/api/hello", get(hello).head(hello))
         .route("/_fake/health", get(admin_health))
         .route("/_fake/requests", get(admin_requests))
         .route("/_fake/unknown", get(admin_unknown))
@@ -596,6 +611,10 @@ async fn wait_at_hold_point(shared: &Shared, scripted: bool, since: u64) {
 
 fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+async fn hello() -> Response {
+    json_response(StatusCode::OK, &json!({"message": "hello"}))
 }
 
 async fn count_tokens(req: Request) -> Response {

@@ -7,19 +7,27 @@
 //! | `[[fake:text Hello there]]` | a text reply `Hello there` |
 //! | `[[fake:bash echo hi > hello.txt]]` | a `tool_use` of `Bash` with that command; once the tool result comes back, a text reply quoting it |
 //! | `[[fake:tool NAME {json input}]]` | a `tool_use` of any tool (e.g. an MCP tool `mcp__server__name`), then a reply quoting the result |
-//! | `[[fake:slow 40 100ms]]` | 40 text deltas, each after a 100 ms pause (`ms` or `s`; default 20 deltas, 100 ms) |
-//! | `[[fake:long 5000]]`, `[[fake:long 64kb]]` | 5000 numbered lines, or 64 KiB of text |
+//! | `[[fake:slow 40 100ms]]` | 40 text deltas `tok1`, ` tok2`, ..., each after a 100 ms pause (`ms` or `s`; default 20 deltas, 100 ms) |
+//! | `[[fake:long 5000]]`, `[[fake:long 64kb]]` | 5000 lines `line I of 5000: the quick brown fox` (no final newline), or 64 KiB of text |
 //! | `[[fake:hold Some text]]` | streams a first text block, then stops mid-stream until released (`POST /_fake/release`) |
 //! | `[[fake:error 429]]` (also 401, 403, 400, 404, 413, 500, 529, ...) | that HTTP status with Anthropic's JSON error body |
 //!
 //! Error markers take options: `retry-after=SECONDS` (default 1 for 429 and 529, none otherwise) and
 //! `times=N` (fail only the first N matching requests, then behave as if the marker were absent).
 //!
-//! Markers are read from the *turn prompt*: the latest user message that carries no `tool_result`.
-//! Several markers in one prompt form a script: the k-th model call of the turn (k = number of
-//! assistant messages after the prompt) plays the k-th non-error marker. When the script is used up
-//! and the last message carries a tool result, the reply quotes it: `Tool result: <text>`. Without
-//! any marker the reply is [`DEFAULT_REPLY`].
+//! Markers are read from the *turn prompt*: the latest user message that carries no `tool_result`
+//! (its text outside `<system-reminder>` sections first, then inside them, where Claude Code puts
+//! e.g. CLAUDE.md); failing that from the system prompt (e.g. `--append-system-prompt`); failing
+//! that from the default script (`POST /_fake/script`, `--script`).
+//!
+//! Several markers form a script: the k-th model call of the turn (k = number of assistant
+//! messages after the prompt) plays the k-th non-error marker. When the script is used up and the
+//! last message carries a tool result, the reply quotes it (reminders stripped):
+//! `Tool result: <text>`. Without any marker the reply is [`DEFAULT_REPLY`].
+//!
+//! A tool the request does not offer in `tools` but that `ToolSearch` can load (Claude Code defers
+//! MCP tools unless `ENABLE_TOOL_SEARCH=false`) is preceded by a `ToolSearch` call
+//! `{"query": "select:<name>"}`; that round does not count as a script step.
 
 use std::time::Duration;
 
@@ -568,7 +576,15 @@ pub fn plan(
         }
         Step::Slow { count, delay } => Reply {
             blocks: vec![Block::Text {
-                deltas: (1..=*count).map(|i| format!("tok{i} ")).collect(),
+                deltas: (1..=*count)
+                    .map(|i| {
+                        if i == 1 {
+                            "tok1".to_string()
+                        } else {
+                            format!(" tok{i}")
+                        }
+                    })
+                    .collect(),
             }],
             stop_reason: "end_turn",
             delta_delay: *delay,
@@ -626,7 +642,10 @@ pub fn long_text(amount: usize, unit: LongUnit) -> Vec<String> {
     match unit {
         LongUnit::Lines => {
             for i in 1..=amount {
-                text.push_str(&format!("line {i} of {amount}: the quick brown fox\n"));
+                if i > 1 {
+                    text.push('\n');
+                }
+                text.push_str(&format!("line {i} of {amount}: the quick brown fox"));
             }
         }
         LongUnit::KiB => {
@@ -898,7 +917,7 @@ mod tests {
 
         let lines = long_text(5000, LongUnit::Lines).concat();
         assert_eq!(lines.lines().count(), 5000);
-        assert!(lines.ends_with("line 5000 of 5000: the quick brown fox\n"));
+        assert!(lines.ends_with("\nline 5000 of 5000: the quick brown fox"));
         assert_eq!(long_text(64, LongUnit::KiB).concat().len(), 64 * 1024);
 
         let (p, _) = run(&req(
