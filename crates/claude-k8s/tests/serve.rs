@@ -16,8 +16,12 @@ struct Serve {
 impl Serve {
     fn start(env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-k8s"));
-        cmd.arg("serve").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
-        cmd.env_remove("KUBECONFIG").env_remove("CLAUDE_K8S_SELF_POD");
+        cmd.arg("serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        cmd.env_remove("KUBECONFIG")
+            .env_remove("CLAUDE_K8S_SELF_POD");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -26,14 +30,19 @@ impl Serve {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("non-JSON line {line:?}: {e}"));
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("non-JSON line {line:?}: {e}"));
                 if tx.send(value).is_err() {
                     break;
                 }
             }
         });
         let stdin = child.stdin.take();
-        Self { child, stdin, lines }
+        Self {
+            child,
+            stdin,
+            lines,
+        }
     }
 
     fn send(&mut self, line: &str) {
@@ -44,7 +53,9 @@ impl Serve {
     }
 
     fn next(&self) -> Value {
-        self.lines.recv_timeout(Duration::from_secs(30)).expect("a line from serve within 30 s")
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a line from serve within 30 s")
     }
 
     /// The first message for `id` of the given types, skipping others.
@@ -68,7 +79,10 @@ impl Drop for Serve {
 fn says_hello_first_with_protocol_and_version() {
     let s = Serve::start(&[]);
     let hello = s.next();
-    assert_eq!(hello, json!({"type": "hello", "protocol": 1, "version": env!("CARGO_PKG_VERSION")}));
+    assert_eq!(
+        hello,
+        json!({"type": "hello", "protocol": 1, "version": env!("CARGO_PKG_VERSION")})
+    );
 }
 
 #[test]
@@ -77,13 +91,22 @@ fn answers_garbage_and_unknown_requests_with_errors() {
     s.next();
     s.send("this is not json");
     let e = s.next();
-    assert_eq!((e["type"].as_str(), e["id"].is_null(), e["code"].as_str()), (Some("error"), true, Some("bad_request")));
+    assert_eq!(
+        (e["type"].as_str(), e["id"].is_null(), e["code"].as_str()),
+        (Some("error"), true, Some("bad_request"))
+    );
     s.send(r#"{"type":"frobnicate","id":"f1"}"#);
     let e = s.next();
-    assert_eq!((e["id"].as_str(), e["code"].as_str()), (Some("f1"), Some("unknown_request")));
+    assert_eq!(
+        (e["id"].as_str(), e["code"].as_str()),
+        (Some("f1"), Some("unknown_request"))
+    );
     s.send(r#"{"type":"execute","id":"e1","params":{"runId":5}}"#);
     let e = s.next();
-    assert_eq!((e["id"].as_str(), e["code"].as_str()), (Some("e1"), Some("bad_request")));
+    assert_eq!(
+        (e["id"].as_str(), e["code"].as_str()),
+        (Some("e1"), Some("bad_request"))
+    );
     // Cancelling an unknown id is a no-op; the service is still alive afterwards.
     s.send(r#"{"type":"cancel","id":"nobody"}"#);
     s.send(r#"{"type":"frobnicate","id":"f2"}"#);
@@ -100,7 +123,12 @@ fn a_bad_config_fails_the_run_before_anything_is_created() {
     s.send(&req.to_string());
     let result = s.until("r1", &["result"]);
     assert_eq!(result["result"]["errorCode"], "invalid_config");
-    assert!(result["result"]["errorMessage"].as_str().unwrap().contains("low, medium, high"));
+    assert!(
+        result["result"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("low, medium, high")
+    );
 }
 
 #[test]
@@ -116,10 +144,19 @@ fn runs_are_multiplexed_and_each_gets_one_result() {
     while seen.len() < 3 {
         let v = s.next();
         if v["type"] == "result" {
-            assert!(seen.insert(v["id"].as_str().unwrap().to_owned(), v["result"]["errorCode"].clone()).is_none());
+            assert!(
+                seen.insert(
+                    v["id"].as_str().unwrap().to_owned(),
+                    v["result"]["errorCode"].clone()
+                )
+                .is_none()
+            );
         }
     }
-    assert!(seen.values().all(|code| code == "k8s_client_unavailable"), "{seen:?}");
+    assert!(
+        seen.values().all(|code| code == "k8s_client_unavailable"),
+        "{seen:?}"
+    );
 }
 
 #[test]

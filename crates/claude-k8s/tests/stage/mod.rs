@@ -1,0 +1,343 @@
+//! Test support for the real stage: its facts (target/testcluster/stage.env), clients, and a driver for the
+//! real `claude-k8s serve` binary.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fake_anthropic::FakeAnthropic;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::mpsc;
+
+/// The run token the tests hand the adapter; it must never show up in a Job or a log.
+pub const RUN_TOKEN: &str = "run-jwt-e2e-0123456789abcdef";
+
+pub struct Stage {
+    pub admin_kubeconfig: String,
+    pub limited_kubeconfig: String,
+    pub agent_image: String,
+    pub busybox_image: String,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn short_id() -> String {
+    uuid()[..8].to_owned()
+}
+
+/// A random UUID v4 string (agent and run ids look like Paperclip's).
+pub fn uuid() -> String {
+    let mut bytes = [0u8; 16];
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        ^ (std::process::id() as u128) << 64
+        ^ (&bytes as *const _ as usize as u128);
+    let mut x = seed as u64 ^ (seed >> 64) as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    for b in bytes.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+impl Stage {
+    pub fn load() -> Self {
+        let path = repo_root().join("target/testcluster/stage.env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}. Bring the stage up first: make cluster-up",
+                path.display()
+            )
+        });
+        let vars: HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("export ")
+                    .unwrap_or(l.trim())
+                    .split_once('=')
+            })
+            .map(|(k, v)| {
+                (
+                    k.trim().to_owned(),
+                    v.trim().trim_matches(['"', '\'']).to_owned(),
+                )
+            })
+            .collect();
+        let get = |k: &str| {
+            vars.get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{} lacks {k}", path.display()))
+        };
+        if vars.get("TIER").map(String::as_str) != Some("real") {
+            eprintln!(
+                "WARNING: the stage runs the {:?} tier, not a real kubelet",
+                vars.get("TIER")
+            );
+        }
+        Self {
+            admin_kubeconfig: get("KUBECONFIG_ADMIN"),
+            limited_kubeconfig: get("KUBECONFIG_LIMITED"),
+            agent_image: get("AGENT_IMAGE"),
+            busybox_image: get("BUSYBOX_IMAGE"),
+        }
+    }
+
+    pub async fn admin_client(&self) -> Client {
+        let kc = Kubeconfig::read_from(&self.admin_kubeconfig).unwrap();
+        Client::try_from(
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The agent's workspace on the shared volume, created as the agent's user (UID 1000) like Paperclip does.
+    pub fn workspace(&self, agent: &str) -> String {
+        let dir = format!("/paperclip/test-workspaces/{agent}");
+        std::fs::create_dir_all(&dir).unwrap();
+        for d in ["/paperclip/test-workspaces", dir.as_str()] {
+            std::os::unix::fs::chown(d, Some(1000), Some(1000)).unwrap();
+        }
+        dir
+    }
+
+    /// A config that runs on this stage: local images, host network (to reach the fake API on 127.0.0.1),
+    /// small requests so several runs fit the node.
+    pub fn agent_config(&self, fake: &FakeAnthropic, agent: &str, extra: Value) -> Value {
+        let mut config = json!({
+            "kubeconfig": self.limited_kubeconfig,
+            "image": self.agent_image,
+            "initImage": self.busybox_image,
+            "cwd": self.workspace(agent),
+            "resources.requests.cpu": "100m",
+            "resources.requests.memory": "128Mi",
+            "resources.limits.memory": "2Gi",
+            "podSpecPatch": {"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"},
+            "paperclipApiUrl": "http://127.0.0.1:3100",
+            "env": {
+                "ANTHROPIC_BASE_URL": fake.url(),
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                "CLAUDE_CODE_MAX_RETRIES": "1"
+            }
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        config
+    }
+
+    pub fn params(
+        &self,
+        agent: &str,
+        config: &Value,
+        prompt: &str,
+        session: Option<&str>,
+    ) -> Value {
+        let run = format!("run-{agent}");
+        json!({
+            "runId": if session.is_some() { format!("{run}-2") } else { run.clone() },
+            "agent": {"id": agent, "companyId": "company-e2e", "name": "E2E agent"},
+            "runtime": {"sessionId": session, "sessionParams": null, "taskKey": null},
+            "config": config,
+            "context": {},
+            "authToken": RUN_TOKEN,
+            "prompt": {"fresh": prompt, "resume": prompt},
+            "paperclipEnv": {"PAPERCLIP_RUN_ID": if session.is_some() { format!("{run}-2") } else { run },
+                              "PAPERCLIP_AGENT_ID": agent, "PAPERCLIP_COMPANY_ID": "company-e2e"}
+        })
+    }
+
+    /// No Job or pod of the agent remains (cleanup deletes the Job and waits for its pods).
+    pub async fn assert_nothing_left(&self, agent: &str) {
+        let client = self.admin_client().await;
+        let lp = ListParams::default().labels(&format!("paperclip.io/agent-id={agent}"));
+        let jobs = Api::<Job>::namespaced(client.clone(), "paperclip")
+            .list(&lp)
+            .await
+            .unwrap();
+        let pods = Api::<Pod>::namespaced(client, "paperclip")
+            .list(&lp)
+            .await
+            .unwrap();
+        let names = |v: Vec<Option<String>>| v.into_iter().flatten().collect::<Vec<_>>();
+        assert!(
+            jobs.items.is_empty(),
+            "Jobs left: {:?}",
+            names(jobs.items.into_iter().map(|j| j.metadata.name).collect())
+        );
+        assert!(
+            pods.items.is_empty(),
+            "pods left: {:?}",
+            names(pods.items.into_iter().map(|p| p.metadata.name).collect())
+        );
+    }
+}
+
+/// What the host saw for one execute.
+#[derive(Debug, Default)]
+pub struct RunRecord {
+    pub logs: Vec<(String, String)>,
+    pub meta: Option<Value>,
+    pub result: Value,
+}
+
+impl RunRecord {
+    pub fn log_text(&self) -> String {
+        self.logs.iter().map(|(_, c)| c.as_str()).collect()
+    }
+
+    pub fn stdout_json(&self) -> Vec<Value> {
+        self.logs
+            .iter()
+            .filter(|(s, _)| s == "stdout")
+            .filter_map(|(_, c)| serde_json::from_str(c.trim_end()).ok())
+            .collect()
+    }
+}
+
+/// The real `claude-k8s serve`, driven as the shim drives it.
+pub struct Serve {
+    child: Child,
+    stdin: ChildStdin,
+    messages: mpsc::UnboundedReceiver<Value>,
+    records: HashMap<String, RunRecord>,
+    next_id: u32,
+}
+
+impl Serve {
+    pub fn start(stage: &Stage) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
+            .arg("serve")
+            .env("CLAUDE_K8S_SELF_POD", "paperclip/paperclip")
+            .env("KUBECONFIG", &stage.limited_kubeconfig)
+            .env("CLAUDE_K8S_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn claude-k8s serve");
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, messages) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ =
+                    tx.send(serde_json::from_str::<Value>(&line).expect("serve writes JSON lines"));
+            }
+        });
+        Self {
+            child,
+            stdin,
+            messages,
+            records: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
+    pub async fn send_execute(&mut self, params: &Value) -> String {
+        self.next_id += 1;
+        let id = format!("e{}", self.next_id);
+        let line = json!({"type": "execute", "id": id, "params": params}).to_string() + "\n";
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+        self.records.insert(id.clone(), RunRecord::default());
+        id
+    }
+
+    pub async fn cancel(&mut self, id: &str) {
+        let line = json!({"type": "cancel", "id": id}).to_string() + "\n";
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+    }
+
+    /// Takes one message into the records; false on timeout.
+    async fn pump(&mut self, timeout: Duration) -> bool {
+        let Ok(Some(m)) = tokio::time::timeout(timeout, self.messages.recv()).await else {
+            return false;
+        };
+        let id = m["id"].as_str().unwrap_or_default().to_owned();
+        let Some(rec) = self.records.get_mut(&id) else {
+            return true;
+        };
+        match m["type"].as_str() {
+            Some("log") => rec.logs.push((
+                m["stream"].as_str().unwrap().into(),
+                m["chunk"].as_str().unwrap().into(),
+            )),
+            Some("meta") => rec.meta = Some(m["meta"].clone()),
+            Some("result") => rec.result = m["result"].clone(),
+            Some("error") => rec.result = json!({"protocolError": m}),
+            _ => {}
+        }
+        true
+    }
+
+    pub async fn wait_for_log(
+        &mut self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.records[id].logs.iter().any(|(_, c)| pred(c)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || !self.pump(left).await {
+                return false;
+            }
+        }
+    }
+
+    pub async fn wait_result(&mut self, id: &str) -> RunRecord {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        while self.records[id].result.is_null() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !left.is_zero() && self.pump(left).await,
+                "no result for {id} within 300 s"
+            );
+        }
+        self.records.remove(id).unwrap()
+    }
+
+    pub async fn execute(&mut self, params: &Value) -> RunRecord {
+        let id = self.send_execute(params).await;
+        self.wait_result(&id).await
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stdin.write_all(b"{\"type\":\"shutdown\"}\n").await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
