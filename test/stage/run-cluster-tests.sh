@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the end-to-end tests that need the real stage: the cluster suite (crates/claude-k8s/tests/cluster.rs) and
+# the fake API's real-CLI tests. Brings the cluster up first if it is not running.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+if ! test/stage/cluster.sh status >/dev/null 2>&1; then
+  echo "[run-cluster-tests] the stage is not up: starting it (make cluster-up)" >&2
+  test/stage/cluster.sh up
+fi
+# shellcheck disable=SC1091
+source target/testcluster/stage.env
+if [ "${TIER:-}" != real ]; then
+  echo "[run-cluster-tests] WARNING: the stage runs the ${TIER:-unknown} tier, not a real kubelet" >&2
+fi
+
+export CLAUDE_K8S_REQUIRE_STAGE=1
+export CLAUDE_BIN=${CLAUDE_BIN:-$(test/stage/claude-cli.sh path)}
+# The real-CLI tests of the fake API (host processes, run as UID 1000 by the tests themselves).
+cargo test -p fake-anthropic --test real_cli -- --include-ignored
+# The cluster suite. Two at a time: each run is a pod on the one node.
+cargo test -p claude-k8s --test cluster -- --ignored --test-threads 2
