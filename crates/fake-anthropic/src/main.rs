@@ -1,7 +1,8 @@
 //! `fake-anthropic`: the scripted fake Messages API as a process, for shell and Node tests.
 //!
 //! Prints the bound URL (`http://127.0.0.1:PORT`) as its first stdout line, optionally writes the
-//! port to `--port-file`, logs to stderr (`RUST_LOG`), and runs until SIGINT or SIGTERM.
+//! port to `--port-file`, logs to stderr (warnings such as unknown paths by default;
+//! `RUST_LOG=fake_anthropic=info` or `debug` for every request), and runs until SIGINT or SIGTERM.
 
 use std::path::PathBuf;
 
@@ -33,10 +34,14 @@ async fn main() -> std::io::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
     let args = Args::parse();
+    // Handle the signals before anyone can learn the port and send one.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let fake = FakeAnthropic::start(&args.listen).await?;
     fake.set_default_script(args.script.as_deref());
 
@@ -53,9 +58,8 @@ async fn main() -> std::io::Result<()> {
         tokio::fs::rename(&tmp, path).await?;
     }
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
