@@ -21,7 +21,7 @@ const NEEDS_STAGE: &str = "needs the real stage: make cluster-up";
 
 /// Issue 2: the stage itself works. A hand-written Job runs the real `claude` against the fake API with the PVC
 /// mounted, completes, and its stream-json is read back through the pod log API.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn stage_runs_real_claude_in_a_job_and_its_log_is_readable() {
     let stage = Stage::load();
@@ -115,7 +115,7 @@ async fn stage_runs_real_claude_in_a_job_and_its_log_is_readable() {
 
 /// Issue 3: a heartbeat runs as a Job through `claude-k8s serve`; the result carries the session, usage and cost
 /// the fake reported; a second heartbeat resumes the session that lives on the PVC; nothing is left behind.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn heartbeat_runs_as_a_job_and_the_next_one_resumes() {
     let stage = Stage::load();
@@ -197,7 +197,7 @@ async fn heartbeat_runs_as_a_job_and_the_next_one_resumes() {
 }
 
 /// Issue 3: a scripted Bash tool call writes into the workspace on the shared volume; the file outlives the Job.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn a_bash_tool_call_writes_into_the_workspace_on_the_pvc() {
     let stage = Stage::load();
@@ -235,7 +235,7 @@ async fn a_bash_tool_call_writes_into_the_workspace_on_the_pvc() {
 }
 
 /// Issue 3: the Job the adapter creates has exactly the planned shape (read back from the API server).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn the_job_spec_matches_the_plan_field_by_field() {
     let stage = Stage::load();
@@ -351,7 +351,7 @@ async fn the_job_spec_matches_the_plan_field_by_field() {
 }
 
 /// Issue 3: a transcript line written in the pod reaches the host while the pod still runs.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn transcript_lines_arrive_while_the_pod_is_still_running() {
     let stage = Stage::load();
@@ -402,7 +402,7 @@ async fn transcript_lines_arrive_while_the_pod_is_still_running() {
 }
 
 /// Cancelling a running run deletes its Job, waits until the pod is gone and acknowledges it.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn cancel_deletes_the_job_and_acknowledges() {
     let stage = Stage::load();
