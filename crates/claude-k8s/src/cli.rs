@@ -29,4 +29,34 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the adapter's Jobs with their state, agent and run.
+    Jobs {
+        #[arg(long)]
+        kubeconfig: Option<String>,
+        /// Only this namespace (default: all the credentials can list)
+        #[arg(long, short)]
+        namespace: Option<String>,
+    },
+    /// Print the Claude transcript of a run, by Job name or run id.
+    Logs {
+        /// Job name or Paperclip run id
+        job: String,
+        #[arg(long)]
+        kubeconfig: Option<String>,
+        #[arg(long, short, default_value = "paperclip")]
+        namespace: String,
+        /// Keep following while the run is going
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Delete finished Jobs of the adapter and run Secrets whose Job is gone.
+    Gc {
+        #[arg(long)]
+        kubeconfig: Option<String>,
+        #[arg(long, short, default_value = "paperclip")]
+        namespace: String,
+        /// Only print what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+    },
 }

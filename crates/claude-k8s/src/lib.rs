@@ -17,6 +17,7 @@ pub mod invocation;
 pub mod kube_ctx;
 pub mod labels;
 pub mod logs;
+pub mod ops;
 pub mod outcome;
 pub mod plan;
 pub mod pod_facts;

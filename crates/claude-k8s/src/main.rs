@@ -30,6 +30,21 @@ fn main() -> ExitCode {
                 namespace,
                 json,
             } => claude_k8s::doctor::run(kubeconfig, namespace, json).await,
+            Command::Jobs {
+                kubeconfig,
+                namespace,
+            } => claude_k8s::ops::jobs(kubeconfig, namespace).await,
+            Command::Logs {
+                job,
+                kubeconfig,
+                namespace,
+                follow,
+            } => claude_k8s::ops::logs(kubeconfig, namespace, job, follow).await,
+            Command::Gc {
+                kubeconfig,
+                namespace,
+                dry_run,
+            } => claude_k8s::ops::gc(kubeconfig, namespace, dry_run).await,
         }
     })
 }

@@ -1,0 +1,198 @@
+//! Operator commands: `jobs` lists the adapter's Jobs, `logs` prints a run's transcript, `gc` removes what runs
+//! left behind. They select by the labels in [`crate::labels`], never by name patterns.
+
+use std::process::ExitCode;
+
+use futures::{AsyncBufReadExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, LogParams};
+
+use crate::kube_ctx::{Clients, KubeCtx};
+use crate::labels;
+use crate::plan::CLAUDE_CONTAINER;
+
+async fn connect(kubeconfig: Option<&str>) -> Result<KubeCtx, ExitCode> {
+    Clients::default().get(kubeconfig).await.map_err(|e| {
+        eprintln!("claude-k8s: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn managed() -> ListParams {
+    ListParams::default().labels(&labels::selector(&[
+        (labels::MANAGED_BY, labels::MANAGED_BY_VALUE),
+        (labels::ADAPTER_TYPE, labels::ADAPTER_TYPE_VALUE),
+    ]))
+}
+
+fn state(job: &Job) -> &'static str {
+    let status = job.status.clone().unwrap_or_default();
+    let cond = |t: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    if job.metadata.deletion_timestamp.is_some() {
+        "Deleting"
+    } else if cond("Complete") {
+        "Complete"
+    } else if cond("Failed") {
+        "Failed"
+    } else if status.active.unwrap_or(0) > 0 {
+        "Running"
+    } else {
+        "Pending"
+    }
+}
+
+fn label<'a>(job: &'a Job, key: &str) -> &'a str {
+    job.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map(String::as_str)
+        .unwrap_or("-")
+}
+
+pub async fn jobs(kubeconfig: Option<String>, namespace: Option<String>) -> ExitCode {
+    let kube = match connect(kubeconfig.as_deref()).await {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
+    let api: Api<Job> = match &namespace {
+        Some(ns) => Api::namespaced(kube.client.clone(), ns),
+        None => Api::all(kube.client.clone()),
+    };
+    match api.list(&managed()).await {
+        Ok(list) => {
+            println!(
+                "{:<14} {:<48} {:<9} {:<38} {:<38}",
+                "NAMESPACE", "JOB", "STATE", "AGENT", "RUN"
+            );
+            for j in &list.items {
+                println!(
+                    "{:<14} {:<48} {:<9} {:<38} {:<38}",
+                    j.metadata.namespace.as_deref().unwrap_or("-"),
+                    j.metadata.name.as_deref().unwrap_or("-"),
+                    state(j),
+                    label(j, labels::AGENT_ID),
+                    label(j, labels::RUN_ID)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("claude-k8s jobs: cannot list Jobs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the claude container's log of the run whose Job is `job` (or whose run id is `job`), following it
+/// while it runs when `follow` is set.
+pub async fn logs(
+    kubeconfig: Option<String>,
+    namespace: String,
+    job: String,
+    follow: bool,
+) -> ExitCode {
+    let kube = match connect(kubeconfig.as_deref()).await {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &namespace);
+    let by_job = ListParams::default().labels(&format!("{}={job}", labels::JOB_NAME));
+    let by_run =
+        ListParams::default().labels(&format!("{}={}", labels::RUN_ID, labels::label_value(&job)));
+    let mut found = pods
+        .list(&by_job)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    if found.is_empty() {
+        found = pods
+            .list(&by_run)
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+    }
+    let Some(pod) = found.into_iter().next().and_then(|p| p.metadata.name) else {
+        eprintln!("claude-k8s logs: no pod for Job or run `{job}` in namespace {namespace}");
+        return ExitCode::FAILURE;
+    };
+    let params = LogParams {
+        container: Some(CLAUDE_CONTAINER.into()),
+        follow,
+        ..Default::default()
+    };
+    let reader = match pods.log_stream(&pod, &params).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("claude-k8s logs: cannot read the log of pod {pod}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut lines = reader.lines();
+    while let Ok(Some(line)) = lines.try_next().await {
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Deletes finished Jobs of the adapter (their pods with them) and run Secrets whose Job is gone.
+pub async fn gc(kubeconfig: Option<String>, namespace: String, dry_run: bool) -> ExitCode {
+    let kube = match connect(kubeconfig.as_deref()).await {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
+    let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(kube.client.clone(), &namespace);
+    let (job_list, secret_list) =
+        match (jobs.list(&managed()).await, secrets.list(&managed()).await) {
+            (Ok(j), Ok(s)) => (j.items, s.items),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("claude-k8s gc: cannot list: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let mut failed = false;
+    for j in job_list
+        .iter()
+        .filter(|j| matches!(state(j), "Complete" | "Failed"))
+    {
+        let name = j.metadata.name.clone().unwrap_or_default();
+        if !dry_run && let Err(e) = jobs.delete(&name, &DeleteParams::background()).await {
+            eprintln!("cannot delete Job {name}: {e}");
+            failed = true;
+            continue;
+        }
+        println!("{verb} Job {name} ({})", state(j));
+    }
+    let live: Vec<String> = job_list
+        .iter()
+        .filter_map(|j| j.metadata.name.clone())
+        .collect();
+    for s in &secret_list {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let owner_alive = live.iter().any(|j| labels::run_secret_name(j) == name);
+        if owner_alive {
+            continue;
+        }
+        if !dry_run && let Err(e) = secrets.delete(&name, &DeleteParams::default()).await {
+            eprintln!("cannot delete Secret {name}: {e}");
+            failed = true;
+            continue;
+        }
+        println!("{verb} orphaned run Secret {name}");
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
