@@ -1,0 +1,75 @@
+// paperclip-adapter-claude-k8s: the Paperclip adapter `claude_k8s`.
+//
+// Paperclip imports this file and calls `createServerAdapter()`; it spreads the returned object into its registry,
+// so the adapter is a plain object (no class instance: prototype methods would be lost). Every run is delegated to
+// one long-lived `claude-k8s serve` child (./service.js), started on the first call.
+
+import { PACKAGE_VERSION, resolveBinary } from "./binary.js";
+import { agentConfigurationDoc, getConfigSchema } from "./config-schema.js";
+import { ADAPTER_TYPE, execute, testEnvironment } from "./execute.js";
+import { modelsFor } from "./models.js";
+import { createService } from "./service.js";
+import { sessionCodec } from "./session-codec.js";
+
+export { agentConfigurationDoc, getConfigSchema, sessionCodec };
+export const type = ADAPTER_TYPE;
+export const label = "Claude (Kubernetes)";
+export const version = PACKAGE_VERSION;
+
+export const sessionManagement = Object.freeze({
+  supportsSessionResume: true,
+  nativeContextManagement: "confirmed",
+  defaultSessionCompaction: Object.freeze({
+    enabled: true,
+    maxSessionRuns: 0,
+    maxRawInputTokens: 0,
+    maxSessionAgeHours: 0,
+  }),
+});
+
+// Paperclip has no unload hook, and `POST /api/adapters/:type/reload` (or a reinstall) imports this file again
+// under a new URL. The service of the previous copy is kept on globalThis, so the new copy retires it: it takes no
+// new calls and shuts its child down once its running calls end.
+const SERVICE_KEY = Symbol.for("paperclip-adapter-claude-k8s.service");
+globalThis[SERVICE_KEY]?.retire?.();
+globalThis[SERVICE_KEY] = null;
+
+let service = null;
+
+function getService() {
+  service ??= createService({
+    resolveBinary: () => resolveBinary(),
+    packageVersion: PACKAGE_VERSION,
+  });
+  globalThis[SERVICE_KEY] = service;
+  return service;
+}
+
+/** Stops the `claude-k8s serve` child, if one runs (it is started again by the next call). */
+export async function shutdownService() {
+  const current = service;
+  if (current) await current.shutdown("shutdownService() was called");
+}
+
+/** The PID of the running `claude-k8s serve` child, or null (for diagnostics and tests). */
+export function servicePid() {
+  return service?.pid ?? null;
+}
+
+export function createServerAdapter() {
+  const models = modelsFor(process.env);
+  return {
+    type: ADAPTER_TYPE,
+    execute: (ctx) => execute(ctx, getService()),
+    testEnvironment: (ctx) => testEnvironment(ctx, getService()),
+    sessionCodec,
+    sessionManagement,
+    models,
+    listModels: async () => modelsFor(process.env),
+    agentConfigurationDoc,
+    getConfigSchema: () => getConfigSchema(),
+    supportsLocalAgentJwt: true,
+  };
+}
+
+export default createServerAdapter;

@@ -1,0 +1,182 @@
+// The adapter object Paperclip registers: its shape, the config schema and doc, the session codec, the models.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { describe, it } from "node:test";
+
+import { agentConfigurationDoc, CONFIG_KEYS, getConfigSchema } from "../src/config-schema.js";
+import * as entry from "../src/index.js";
+import { ANTHROPIC_MODELS, BEDROCK_MODELS, modelsFor } from "../src/models.js";
+import { sessionCodec } from "../src/session-codec.js";
+
+const pkg = JSON.parse(fs.readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+
+describe("package.json", () => {
+  it("is what Paperclip's loader and npm expect", () => {
+    assert.equal(pkg.name, "paperclip-adapter-claude-k8s");
+    assert.equal(pkg.type, "module");
+    assert.deepEqual(pkg.paperclip, { adapterUiParser: "1.0.0" });
+    assert.equal(pkg.exports["."].import, "./src/index.js");
+    assert.equal(pkg.exports["./ui-parser"], "./src/ui-parser.cjs");
+    assert.ok(pkg.files.includes("bin/claude-k8s"));
+    assert.equal(pkg.dependencies["@paperclipai/adapter-utils"], "^2026.916.1");
+    assert.equal(pkg.engines.node, ">=20");
+    for (const script of ["preinstall", "install", "postinstall", "prepare", "prepack", "postpack"]) {
+      assert.equal(pkg.scripts?.[script], undefined, `no ${script} script`);
+    }
+  });
+
+  it("has the workspace version of Cargo.toml", () => {
+    const cargo = fs.readFileSync(new URL("../../Cargo.toml", import.meta.url), "utf8");
+    const version = cargo.match(/\[workspace\.package\][^[]*?\nversion\s*=\s*"([^"]+)"/)?.[1];
+    assert.equal(pkg.version, version);
+    assert.equal(entry.version, version);
+  });
+});
+
+describe("createServerAdapter()", () => {
+  const adapter = entry.createServerAdapter();
+
+  it("returns a plain object that survives Paperclip's object spread", () => {
+    assert.equal(Object.getPrototypeOf(adapter), Object.prototype);
+    const registered = { ...adapter, sessionManagement: adapter.sessionManagement ?? undefined };
+    assert.equal(registered.type, "claude_k8s");
+    for (const fn of ["execute", "testEnvironment", "listModels", "getConfigSchema"]) {
+      assert.equal(typeof registered[fn], "function", fn);
+    }
+    assert.equal(registered.supportsLocalAgentJwt, true);
+    assert.equal(typeof registered.agentConfigurationDoc, "string");
+    assert.equal(typeof registered.sessionCodec.serialize, "function");
+    assert.equal(typeof registered.sessionCodec.getDisplayId, "function");
+  });
+
+  it("declares session management like claude_local's community k8s adapter", () => {
+    assert.deepEqual(adapter.sessionManagement, {
+      supportsSessionResume: true,
+      nativeContextManagement: "confirmed",
+      defaultSessionCompaction: { enabled: true, maxSessionRuns: 0, maxRawInputTokens: 0, maxSessionAgeHours: 0 },
+    });
+  });
+
+  it("does not start the service just by being created", () => {
+    assert.equal(entry.servicePid(), null);
+  });
+
+  it("offers claude_local's model lists", async () => {
+    assert.deepEqual(adapter.models.map((m) => m.id), ANTHROPIC_MODELS.map((m) => m.id));
+    assert.ok(adapter.models.some((m) => m.id === "claude-sonnet-4-6"));
+    assert.deepEqual(await adapter.listModels(), modelsFor(process.env));
+    assert.deepEqual(modelsFor({ CLAUDE_CODE_USE_BEDROCK: "1" }), BEDROCK_MODELS);
+    assert.deepEqual(modelsFor({ CLAUDE_CODE_USE_BEDROCK: "true" }), BEDROCK_MODELS);
+    assert.deepEqual(modelsFor({ ANTHROPIC_BEDROCK_BASE_URL: "https://bedrock.example" }), BEDROCK_MODELS);
+    assert.deepEqual(modelsFor({ ANTHROPIC_BEDROCK_BASE_URL: "  " }), ANTHROPIC_MODELS);
+    assert.deepEqual(modelsFor({ CLAUDE_CODE_USE_BEDROCK: "0" }), ANTHROPIC_MODELS);
+  });
+});
+
+describe("config schema", () => {
+  const { fields } = getConfigSchema();
+
+  // The seed README's fields (env is Paperclip's own editor), claude_local's prompt fields, and this adapter's own.
+  const expected = [
+    "model", "effort", "maxTurnsPerRun", "dangerouslySkipPermissions", "instructionsFilePath", "extraArgs",
+    "namespace", "image", "imagePullPolicy", "kubeconfig", "serviceAccountName",
+    "resources.requests.cpu", "resources.requests.memory", "resources.limits.cpu", "resources.limits.memory",
+    "nodeSelector", "tolerations", "labels", "ttlSecondsAfterFinished", "retainJobs", "timeoutSec", "graceSec",
+    "promptTemplate", "bootstrapPromptTemplate", "cwd", "podSpecPatch", "initImage", "paperclipApiUrl",
+  ];
+
+  it("has every expected field, each once, and nothing else", () => {
+    assert.deepEqual([...fields.map((f) => f.key)].sort(), [...expected].sort());
+    assert.deepEqual(CONFIG_KEYS, fields.map((f) => f.key));
+    assert.ok(!fields.some((f) => f.key === "env"), "env must stay an object: Paperclip's own editor sets it");
+  });
+
+  it("has well-formed fields, in groups, with hints", () => {
+    const types = new Set(["text", "select", "toggle", "number", "textarea", "combobox"]);
+    for (const f of fields) {
+      assert.ok(types.has(f.type), `${f.key}: type ${f.type}`);
+      assert.ok(f.label && f.hint && f.group, `${f.key}: label, hint and group`);
+      assert.equal(f.doc, undefined, "the doc text stays out of the served schema");
+      if (f.options) {
+        for (const o of f.options) assert.ok(typeof o.label === "string" && typeof o.value === "string");
+      }
+    }
+    assert.deepEqual([...new Set(fields.map((f) => f.group))], ["Claude", "Prompt", "Kubernetes", "Resources", "Run"]);
+  });
+
+  it("gives toggles, numbers and selects the binary's defaults (the UI writes defaults on create)", () => {
+    const byKey = Object.fromEntries(fields.map((f) => [f.key, f]));
+    for (const f of fields.filter((f) => ["toggle", "number", "select"].includes(f.type))) {
+      assert.notEqual(f.default, undefined, `${f.key} needs a default`);
+      if (f.type === "select") assert.ok(f.options.some((o) => o.value === f.default), `${f.key} default is an option`);
+    }
+    assert.equal(byKey.dangerouslySkipPermissions.default, true);
+    assert.equal(byKey.retainJobs.default, false);
+    assert.equal(byKey.graceSec.default, 60);
+    assert.equal(byKey.timeoutSec.default, 0);
+    assert.equal(byKey.ttlSecondsAfterFinished.default, 300);
+    assert.equal(byKey.maxTurnsPerRun.default, 0);
+    assert.equal(byKey.imagePullPolicy.default, "IfNotPresent");
+    assert.equal(byKey.effort.default, "");
+    assert.equal(byKey.initImage.default, "busybox:1.36");
+    assert.equal(byKey["resources.requests.cpu"].default, "1000m");
+    assert.equal(byKey["resources.limits.memory"].default, "8Gi");
+    assert.equal(byKey.podSpecPatch.type, "textarea");
+  });
+
+  it("returns a fresh copy each time", () => {
+    const a = getConfigSchema();
+    a.fields[0].label = "changed";
+    assert.notEqual(getConfigSchema().fields[0].label, "changed");
+  });
+
+  it("is documented field by field in agentConfigurationDoc", () => {
+    for (const key of [...expected, "env"]) {
+      assert.ok(agentConfigurationDoc.includes(`- ${key} (`), `doc describes ${key}`);
+    }
+    assert.match(agentConfigurationDoc, /^# claude_k8s agent configuration/);
+  });
+});
+
+describe("session codec (claude_local compatible)", () => {
+  it("round-trips every kept field", () => {
+    const params = {
+      sessionId: "11111111-2222-3333-4444-555555555555",
+      cwd: "/paperclip/instances/default/workspaces/a1",
+      promptBundleKey: "bundle",
+      mcpServerIdentity: '[{"name":"p","url":"u","connectionId":"c"}]',
+      workspaceId: "ws",
+      repoUrl: "https://example.com/r.git",
+      repoRef: "main",
+    };
+    assert.deepEqual(sessionCodec.deserialize(sessionCodec.serialize(params)), params);
+    assert.equal(sessionCodec.getDisplayId(params), params.sessionId);
+  });
+
+  it("accepts claude_local's alternative spellings and drops everything else", () => {
+    const raw = {
+      session_id: " s-1 ",
+      workdir: "/w",
+      prompt_bundle_key: "k",
+      workspace_id: "w",
+      repo_url: "u",
+      repo_ref: "r",
+      __paperclipConfiguredModel: "x",
+      extra: 1,
+    };
+    const expected = { sessionId: "s-1", cwd: "/w", promptBundleKey: "k", workspaceId: "w", repoUrl: "u", repoRef: "r" };
+    assert.deepEqual(sessionCodec.deserialize(raw), expected);
+    assert.deepEqual(sessionCodec.serialize(raw), expected);
+    assert.deepEqual(sessionCodec.deserialize({ sessionId: "s", folder: "/f", cwd: "" }), { sessionId: "s", cwd: "/f" });
+    assert.equal(sessionCodec.getDisplayId({ session_id: "s-2" }), "s-2");
+  });
+
+  it("has nothing to resume without a session id", () => {
+    for (const raw of [null, undefined, "s", [], {}, { sessionId: "  " }, { cwd: "/w" }]) {
+      assert.equal(sessionCodec.deserialize(raw), null);
+      assert.equal(sessionCodec.serialize(raw ?? null), null);
+    }
+    assert.equal(sessionCodec.getDisplayId(null), null);
+    assert.equal(sessionCodec.getDisplayId({}), null);
+  });
+});
