@@ -424,6 +424,100 @@ async fn cancel_deletes_the_job_and_acknowledges() {
     serve.shutdown().await;
 }
 
+/// A 1 MiB prompt reaches Claude intact (no 128 KiB argv/env limit on the way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn a_one_mib_prompt_reaches_claude() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let mut serve = Serve::start(&stage);
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({}));
+    let filler: String = (0..)
+        .map(|i| format!("context line {i:07}\n"))
+        .take(1024 * 1024 / 21 + 1)
+        .collect();
+    assert!(filler.len() >= 1024 * 1024);
+    let prompt = format!("{filler}END-OF-PROMPT [[fake:text big prompt received]]");
+    let run = serve
+        .execute(&stage.params(&agent, &config, &prompt, None))
+        .await;
+    assert_eq!(
+        run.result["exitCode"],
+        0,
+        "{:#}\n{}",
+        run.result,
+        run.log_text()
+    );
+    assert_eq!(run.result["summary"], "big prompt received");
+    let sent = fake.message_requests()[0].prompt_text();
+    assert!(
+        sent.contains("context line 0000000") && sent.contains("END-OF-PROMPT"),
+        "the whole prompt arrived"
+    );
+    assert!(
+        sent.len() >= 1024 * 1024,
+        "prompt arrived with {} bytes",
+        sent.len()
+    );
+    serve.shutdown().await;
+}
+
+/// A Claude failure fails the container and the run, with Claude's own words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn a_claude_failure_fails_the_run() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let mut serve = Serve::start(&stage);
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({}));
+    let run = serve
+        .execute(&stage.params(&agent, &config, "Fail [[fake:error 401]]", None))
+        .await;
+    assert_eq!(run.result["exitCode"], 1, "{:#}", run.result);
+    let message = run.result["errorMessage"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Claude run failed"), "{message}");
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
+
+/// `--resume` of a session Claude does not have is retried fresh in the same run and clears the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn an_unknown_session_is_retried_fresh_in_the_same_run() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let mut serve = Serve::start(&stage);
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({}));
+    let unknown = stage::uuid();
+    let run = serve
+        .execute(&stage.params(
+            &agent,
+            &config,
+            "Go on [[fake:text fresh start]]",
+            Some(&unknown),
+        ))
+        .await;
+    assert_eq!(
+        run.result["exitCode"],
+        0,
+        "{:#}\n{}",
+        run.result,
+        run.log_text()
+    );
+    assert_eq!(run.result["clearSession"], true);
+    assert_ne!(run.result["sessionId"], unknown.as_str());
+    assert!(
+        run.log_text().contains("retrying with a fresh session"),
+        "{}",
+        run.log_text()
+    );
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
+
 #[test]
 fn the_stage_marker_is_used() {
     // Keeps the constant honest: every stage test above carries exactly this ignore reason.
