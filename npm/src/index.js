@@ -27,21 +27,27 @@ export const sessionManagement = Object.freeze({
   }),
 });
 
-// Paperclip has no unload hook, and `POST /api/adapters/:type/reload` (or a reinstall) imports this file again
-// under a new URL. The service of the previous copy is kept on globalThis, so the new copy retires it: it takes no
-// new calls and shuts its child down once its running calls end.
-const SERVICE_KEY = Symbol.for("paperclip-adapter-claude-k8s.service");
-globalThis[SERVICE_KEY]?.retire?.();
-globalThis[SERVICE_KEY] = null;
+// Paperclip has no unload hook. `POST /api/adapters/:type/reload`, or an install from another path, imports this
+// file again under a new URL and registers the new copy in place of the old one; a reinstall from a path imported
+// before may hand back an earlier copy from the ESM cache. So the services of all copies are kept in one set on
+// globalThis: a newly imported copy retires them all, and whichever copy is used retires the others. A retired
+// service shuts its child down once its running calls end (and starts a new one only if called again). A deleted
+// adapter's child is ended by the service's idle timeout.
+const SERVICES_KEY = Symbol.for("paperclip-adapter-claude-k8s.services");
+const services = (globalThis[SERVICES_KEY] ??= new Set());
+for (const old of services) old.retire();
 
 let service = null;
 
 function getService() {
-  service ??= createService({
-    resolveBinary: () => resolveBinary(),
-    packageVersion: PACKAGE_VERSION,
-  });
-  globalThis[SERVICE_KEY] = service;
+  if (!service) {
+    service = createService({
+      resolveBinary: () => resolveBinary(),
+      packageVersion: PACKAGE_VERSION,
+    });
+    services.add(service);
+  }
+  for (const other of services) if (other !== service) other.retire();
   return service;
 }
 

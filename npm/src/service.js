@@ -48,6 +48,14 @@ function shutdownAtExit(child) {
   }
 }
 
+const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
+
+function defaultIdleTimeoutMs(env) {
+  const raw = env?.CLAUDE_K8S_SERVE_IDLE_TIMEOUT_MS;
+  const value = raw === undefined || raw === "" ? NaN : Number(raw);
+  return Number.isFinite(value) && value >= 0 ? value : DEFAULT_IDLE_TIMEOUT_MS;
+}
+
 /** A failure of the service itself (the child could not start, refused the handshake, or died). */
 export class ServiceError extends ProtocolError {
   constructor(code, message, extra) {
@@ -64,6 +72,8 @@ export class ServiceError extends ProtocolError {
  * @param {NodeJS.ProcessEnv} [options.env]
  * @param {number} [options.handshakeTimeoutMs]
  * @param {number} [options.shutdownTimeoutMs]  how long `shutdown()` waits before SIGKILL
+ * @param {number} [options.idleTimeoutMs]  stop a child idle this long (0: never); default from
+ *   CLAUDE_K8S_SERVE_IDLE_TIMEOUT_MS, else 10 minutes
  * @param {{error: Function, warn: Function}} [options.logger]
  */
 export function createService({
@@ -73,19 +83,34 @@ export function createService({
   env = process.env,
   handshakeTimeoutMs = 15_000,
   shutdownTimeoutMs = 5_000,
+  idleTimeoutMs = defaultIdleTimeoutMs(env),
   logger = console,
 }) {
   let current = null; // the live child, or null
-  let retired = false;
 
   function updateRef(child) {
-    if (child.exited) return;
+    if (child.exited || child.stopping) return;
     const busy = !child.ready || child.channel.pendingCount > 0;
+    armIdleTimer(child, busy);
     if (busy === child.refd) return;
     child.refd = busy;
     const method = busy ? "ref" : "unref";
     child.proc[method]?.();
     for (const stream of [child.proc.stdin, child.proc.stdout, child.proc.stderr]) stream?.[method]?.();
+  }
+
+  // An idle child is stopped after idleTimeoutMs: Paperclip has no unload hook, so this is what ends the child of
+  // an adapter that was deleted. The next call starts a new one.
+  function armIdleTimer(child, busy) {
+    clearTimeout(child.idleTimer);
+    child.idleTimer = null;
+    if (busy || !(idleTimeoutMs > 0)) return;
+    child.idleTimer = setTimeout(() => {
+      if (!child.exited && child.channel.pendingCount === 0) {
+        stop(child, new ServiceError("claude_k8s_service_idle", `idle for ${idleTimeoutMs} ms`));
+      }
+    }, idleTimeoutMs);
+    child.idleTimer.unref?.();
   }
 
   function describeExit(child, code, signal) {
@@ -248,6 +273,7 @@ export function createService({
     if (child.exited || child.stopping) return;
     child.stopping = true;
     child.stopError = reason;
+    clearTimeout(child.idleTimer);
     if (current === child) current = null;
     child.channel.close(reason);
     try {
@@ -273,7 +299,6 @@ export function createService({
   }
 
   async function ensureChild() {
-    if (retired) throw new ServiceError("claude_k8s_service_retired", "this adapter instance was unloaded or replaced");
     if (!current || current.exited || current.stopping) current = spawnChild();
     const child = current;
     updateRef(child);
@@ -322,21 +347,24 @@ export function createService({
     },
 
     /**
-     * No new calls; the child is shut down once the pending ones finish (used when the adapter module is
-     * replaced by a reload or reinstall, since Paperclip has no unload hook).
+     * Shuts the child down once its pending calls have finished (used when Paperclip imports another copy of the
+     * adapter, since it has no unload hook). A later call starts a new child: Paperclip may register this copy
+     * again (its ESM cache returns it when the adapter is reinstalled from the same path).
      */
     retire() {
-      retired = true;
       const child = current;
-      if (!child || child.exited) return;
+      if (!child || child.exited || child.stopping) return;
+      const reason = () => new ServiceError("claude_k8s_service_retired", "this adapter instance was replaced");
       if (child.channel.pendingCount === 0) {
-        stop(child, new ServiceError("claude_k8s_service_retired", "this adapter instance was replaced"));
+        stop(child, reason());
         return;
       }
       const poll = setInterval(() => {
-        if (child.exited || child.channel.pendingCount === 0) {
+        if (child.exited || child.stopping) {
           clearInterval(poll);
-          stop(child, new ServiceError("claude_k8s_service_retired", "this adapter instance was replaced"));
+        } else if (child.channel.pendingCount === 0) {
+          clearInterval(poll);
+          stop(child, reason());
         }
       }, 1_000);
       poll.unref?.();

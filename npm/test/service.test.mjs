@@ -240,18 +240,34 @@ describe("service against the fake child", () => {
     assert.ok(service.pid && service.pid !== pid);
   });
 
-  it("retire() stops taking calls and shuts the child down when idle", async () => {
+  it("retire() shuts the child down once its calls have finished; a later call starts a new one", async () => {
     const exitFile = path.join(tmp, "retire-exit");
     const { service } = fakeService({ env: { FAKE_SERVE_EXIT_FILE: exitFile } });
     const { ctx } = context({ config: { fake: "slow:300" } });
     const running = execute(ctx, service);
     await new Promise((r) => setTimeout(r, 100));
+    const pid = service.pid;
     service.retire();
     assert.equal((await running).exitCode, 0, "a running call finishes");
-    const refused = await execute(context().ctx, service);
-    assert.equal(refused.errorCode, "claude_k8s_service_retired");
     for (let i = 0; i < 50 && !fs.existsSync(exitFile); i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal(fs.readFileSync(exitFile, "utf8"), "exit shutdown\n");
+    assert.equal(service.pid, null);
+    assert.equal((await execute(context().ctx, service)).exitCode, 0);
+    assert.ok(service.pid && service.pid !== pid);
+  });
+
+  it("stops a child that stays idle for idleTimeoutMs, and starts a new one for the next call", async () => {
+    const exitFile = path.join(tmp, "idle-exit");
+    const { service } = fakeService({ env: { FAKE_SERVE_EXIT_FILE: exitFile }, idleTimeoutMs: 300 });
+    const { ctx } = context({ config: { fake: "slow:500" } });
+    assert.equal((await execute(ctx, service)).exitCode, 0, "a call longer than the idle timeout is not cut");
+    const pid = service.pid;
+    assert.ok(pid);
+    for (let i = 0; i < 50 && !fs.existsSync(exitFile); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(fs.readFileSync(exitFile, "utf8"), "exit shutdown\n");
+    assert.equal(service.pid, null);
+    assert.equal((await execute(context().ctx, service)).exitCode, 0);
+    assert.ok(service.pid && service.pid !== pid);
   });
 
   it("an idle child does not keep Node alive (a forked process exits by itself)", async () => {

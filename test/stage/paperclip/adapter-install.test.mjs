@@ -1,0 +1,271 @@
+// End to end, no Kubernetes needed: `make package`'s tarball installed into a real Paperclip 2026.916.1
+// (test/stage/paperclip.sh start), then the adapter as Paperclip serves it: listing, capabilities, UI parser,
+// config schema, models, the environment check (the real claude-k8s binary, spawned by the server), reload,
+// removal; the same from an unpacked local directory and through the `paperclipai adapter` CLI.
+//
+// Run by `test/stage/paperclip.sh test` (Node 24). Env: PAPERCLIP_URL, REPO_ROOT, PAPERCLIP_SERVER_LOG,
+// PAPERCLIP_STAGE_BIN (the pinned node/npm/paperclipai), PAPERCLIP_DATA_DIR.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const REPO = process.env.REPO_ROOT ?? path.resolve(here, "../../..");
+const BASE = (process.env.PAPERCLIP_URL ?? "http://127.0.0.1:3100").replace(/\/$/, "");
+const SERVER_LOG = process.env.PAPERCLIP_SERVER_LOG;
+const STAGE_BIN = process.env.PAPERCLIP_STAGE_BIN;
+const DATA_DIR = process.env.PAPERCLIP_DATA_DIR ?? "/paperclip";
+const TYPE = "claude_k8s";
+const PACKAGE = "paperclip-adapter-claude-k8s";
+const COMPANY_NAME = "claude-k8s e2e (adapter-install)";
+
+const version = fs
+  .readFileSync(path.join(REPO, "Cargo.toml"), "utf8")
+  .match(/\[workspace\.package\][^[]*?\nversion\s*=\s*"([^"]+)"/)[1];
+const TARBALL = path.join(REPO, "target", "npm", `${PACKAGE}-${version}.tgz`);
+const { CONFIG_KEYS } = await import(pathToFileURL(path.join(REPO, "npm", "src", "config-schema.js")).href);
+
+function serverLogTail(lines = 40) {
+  if (!SERVER_LOG || !fs.existsSync(SERVER_LOG)) return "(no server log)";
+  // eslint-disable-next-line no-control-regex
+  const text = fs.readFileSync(SERVER_LOG, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+  return text.split("\n").slice(-lines).join("\n");
+}
+
+/** One API call with a bound; failures carry the response and the server log tail. */
+async function api(method, route, body, { expect, timeoutMs = 150_000 } = {}) {
+  let response;
+  try {
+    response = await fetch(`${BASE}/api${route}`, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    throw new Error(`${method} ${route} failed: ${err.message}\n--- server log ---\n${serverLogTail()}`);
+  }
+  const text = await response.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (expect !== undefined && response.status !== expect) {
+    throw new Error(
+      `${method} ${route} answered ${response.status}, expected ${expect}: ${text.slice(0, 2000)}\n` +
+        `--- server log ---\n${serverLogTail()}`,
+    );
+  }
+  return { status: response.status, json, text, headers: response.headers };
+}
+
+/** Removes any claude_k8s registration left by an earlier (failed) run, so the suite is repeatable. */
+async function removeAdapter() {
+  const info = await api("GET", `/adapters/${TYPE}`);
+  if (info.status === 200 && info.json?.source === "external") {
+    await api("DELETE", `/adapters/${TYPE}`, undefined, { expect: 200 });
+  }
+}
+
+async function company() {
+  const list = await api("GET", "/companies", undefined, { expect: 200 });
+  const found = list.json.find((c) => c.name === COMPANY_NAME);
+  if (found) return found.id;
+  return (await api("POST", "/companies", { name: COMPANY_NAME }, { expect: 201 })).json.id;
+}
+
+/** A world-readable copy (the server runs as UID 1000 and npm-installs from this path). */
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "claude-k8s-paperclip-e2e-"));
+fs.chmodSync(scratch, 0o755);
+const tgz = path.join(scratch, path.basename(TARBALL));
+
+const stageEnv = { ...process.env, PATH: `${STAGE_BIN ? `${STAGE_BIN}:` : ""}${process.env.PATH}` };
+
+function testEnvironment(companyId) {
+  return api(
+    "POST",
+    `/companies/${companyId}/adapters/${TYPE}/test-environment`,
+    { adapterConfig: {} },
+    { expect: 200 },
+  );
+}
+
+async function checkAdapterServed({ expectLocalPath }) {
+  const list = await api("GET", "/adapters", undefined, { expect: 200 });
+  const entry = list.json.find((a) => a.type === TYPE);
+  assert.ok(entry, `GET /api/adapters does not list ${TYPE}: ${list.text.slice(0, 500)}`);
+  assert.equal(entry.loaded, true);
+  assert.equal(entry.source, "external");
+  assert.equal(entry.disabled, false);
+  assert.equal(entry.version, version);
+  assert.equal(entry.modelsCount, 11);
+  assert.equal(entry.capabilities.supportsLocalAgentJwt, true);
+  assert.equal(entry.capabilities.supportsAcp, false);
+  if (expectLocalPath) assert.equal(entry.isLocalPath, true);
+  else assert.equal(entry.packageName, PACKAGE);
+}
+
+describe("the adapter installed into a real Paperclip", { concurrency: false }, () => {
+  let companyId;
+
+  before(async () => {
+    assert.ok(
+      fs.existsSync(TARBALL),
+      `${TARBALL} is missing: run 'make package' (cargo build --release -p claude-k8s && npm/pack.sh)`,
+    );
+    fs.copyFileSync(TARBALL, tgz);
+    fs.chmodSync(tgz, 0o644);
+    const health = await api("GET", "/health", undefined, { expect: 200 });
+    assert.equal(health.json.version, "2026.916.1");
+    await removeAdapter();
+    companyId = await company();
+  });
+
+  after(async () => {
+    await removeAdapter().catch(() => {});
+    if (companyId) await api("DELETE", `/companies/${companyId}`).catch(() => {});
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it("refuses a bare tarball path as packageName (2026.916.1 installs it, then looks for <path>/package.json)", async () => {
+    const res = await api("POST", "/adapters/install", { packageName: tgz });
+    assert.equal(res.status, 500, res.text);
+    assert.match(res.json.error, /ENOTDIR/);
+    assert.equal((await api("GET", `/adapters/${TYPE}`)).status, 404);
+  });
+
+  it('installs the tarball as an npm alias spec: packageName + version "file:<tarball>"', async () => {
+    const res = await api(
+      "POST",
+      "/adapters/install",
+      { packageName: PACKAGE, version: `file:${tgz}` },
+      { expect: 201 },
+    );
+    assert.equal(res.json.type, TYPE);
+    assert.equal(res.json.packageName, PACKAGE);
+    assert.equal(res.json.version, version);
+    const installed = path.join(DATA_DIR, "adapter-plugins", "node_modules", PACKAGE, "bin", "claude-k8s");
+    assert.equal(fs.statSync(installed).mode & 0o777, 0o755, `${installed} lost its run bit`);
+    // A server that imported an earlier copy from this path keeps it in its ESM cache (the install answers
+    // requiresRestart only for a type it knew): reload, so the checks below run this tarball's code.
+    await api("POST", `/adapters/${TYPE}/reload`, undefined, { expect: 200 });
+  });
+
+  it("lists claude_k8s as loaded, with its capabilities", async () => {
+    await checkAdapterServed({ expectLocalPath: false });
+  });
+
+  it("serves our UI parser, and it evaluates the way the UI worker evaluates it", async () => {
+    const res = await api("GET", `/adapters/${TYPE}/ui-parser.js`, undefined, { expect: 200 });
+    assert.match(res.headers.get("content-type"), /javascript/);
+    assert.equal(res.text, fs.readFileSync(path.join(REPO, "npm", "src", "ui-parser.cjs"), "utf8"));
+    const exports = {};
+    new Function("exports", "module", "self", "globalThis", `"use strict";\n{\n${res.text}\n}`)(
+      exports,
+      { exports },
+      undefined,
+      undefined,
+    );
+    const init = '{"type":"system","subtype":"init","session_id":"s-1","model":"claude-sonnet-4-6"}';
+    assert.deepEqual(exports.parseStdoutLine(init, "t"), [
+      { kind: "init", ts: "t", model: "claude-sonnet-4-6", sessionId: "s-1" },
+    ]);
+  });
+
+  it("serves the config schema with every field", async () => {
+    const res = await api("GET", `/adapters/${TYPE}/config-schema`, undefined, { expect: 200 });
+    assert.deepEqual(
+      res.json.fields.map((f) => f.key),
+      [...CONFIG_KEYS],
+    );
+    const byKey = Object.fromEntries(res.json.fields.map((f) => [f.key, f]));
+    assert.equal(byKey["resources.requests.cpu"].default, "1000m");
+    assert.equal(byKey.podSpecPatch.type, "textarea");
+  });
+
+  it("serves the models", async () => {
+    const res = await api("GET", `/companies/${companyId}/adapters/${TYPE}/models`, undefined, { expect: 200 });
+    assert.ok(
+      res.json.some((m) => m.id === "claude-sonnet-4-6"),
+      res.text,
+    );
+  });
+
+  it("runs the environment check through the real claude-k8s binary", async () => {
+    const res = await testEnvironment(companyId);
+    assert.equal(res.json.adapterType, TYPE, res.text);
+    assert.ok(["pass", "warn", "fail"].includes(res.json.status), res.text);
+    assert.ok(Array.isArray(res.json.checks) && res.json.checks.length > 0, res.text);
+    const serviceFailure =
+      /^claude_k8s_(binary_unavailable|serve_exited|handshake_failed|version_mismatch|protocol_mismatch)$/;
+    assert.ok(!res.json.checks.some((c) => serviceFailure.test(c.code)), `the service itself failed: ${res.text}`);
+  });
+
+  it("reloads, and the reloaded copy still answers", async () => {
+    const res = await api("POST", `/adapters/${TYPE}/reload`, undefined, { expect: 200 });
+    assert.equal(res.json.reloaded, true);
+    const env = await testEnvironment(companyId);
+    assert.equal(env.json.adapterType, TYPE, env.text);
+  });
+
+  it("is removed by DELETE", async () => {
+    const res = await api("DELETE", `/adapters/${TYPE}`, undefined, { expect: 200 });
+    assert.equal(res.json.removed, true);
+    assert.equal((await api("GET", `/adapters/${TYPE}`)).status, 404);
+  });
+
+  it("installs from an unpacked package directory with isLocalPath (dependencies installed beside it)", async () => {
+    const dir = path.join(scratch, "local");
+    fs.mkdirSync(dir, { recursive: true });
+    await run("tar", ["-xzf", tgz, "-C", dir]);
+    const pkgDir = path.join(dir, "package");
+    await run("npm", ["install", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--no-package-lock"], {
+      cwd: pkgDir,
+      env: stageEnv,
+      timeout: 150_000,
+    });
+    await run("chmod", ["-R", "a+rX", dir]);
+    const res = await api("POST", "/adapters/install", { packageName: pkgDir, isLocalPath: true }, { expect: 201 });
+    assert.equal(res.json.type, TYPE);
+    await checkAdapterServed({ expectLocalPath: true });
+    const env = await testEnvironment(companyId);
+    assert.equal(env.json.adapterType, TYPE, env.text);
+    await api("DELETE", `/adapters/${TYPE}`, undefined, { expect: 200 });
+  });
+
+  it("installs and deletes through the paperclipai CLI (offline, --api-base)", async () => {
+    const home = fs.mkdtempSync(path.join(scratch, "home-"));
+    const cli = async (...args) => {
+      const { stdout } = await run("paperclipai", [...args, "--api-base", BASE, "--json"], {
+        env: { ...stageEnv, HOME: home },
+        timeout: 150_000,
+      });
+      return JSON.parse(stdout);
+    };
+    const installed = await cli(
+      "adapter",
+      "install",
+      "--payload-json",
+      JSON.stringify({ packageName: PACKAGE, version: `file:${tgz}` }),
+    );
+    assert.equal(installed.type, TYPE);
+    assert.equal(installed.version, version);
+    const listed = await cli("adapter", "list");
+    assert.ok(listed.some((a) => a.type === TYPE && a.loaded === true));
+    // Reinstalled from the path imported (and then reloaded) earlier: the server's ESM cache hands back the first
+    // copy, whose service was retired by the reload; it must still work.
+    const env = await testEnvironment(companyId);
+    assert.equal(env.json.adapterType, TYPE, env.text);
+    assert.ok(!env.json.checks.some((c) => c.code.startsWith("claude_k8s_")), env.text);
+    const deleted = await cli("adapter", "delete", TYPE);
+    assert.equal(deleted.removed, true);
+  });
+});
