@@ -343,7 +343,7 @@ do_test() {
   mapfile -t files < <(find "$REPO/test/stage/paperclip" -maxdepth 1 -name '*.test.mjs' | sort)
   ((${#files[@]} > 0)) || die "no tests in $REPO/test/stage/paperclip"
   log "running ${#files[@]} test file(s) with node $("$BIN_DIR/node" --version)"
-  PATH="$BIN_DIR:$PATH" PAPERCLIP_URL="http://127.0.0.1:$PORT" PAPERCLIP_DATA_DIR="$DATA_DIR" \
+  PATH="$BIN_DIR:$PATH" CLAUDE_K8S_STAGE_CACHE="$CACHE" PAPERCLIP_URL="http://127.0.0.1:$PORT" PAPERCLIP_DATA_DIR="$DATA_DIR" \
     PAPERCLIP_STAGE_BIN="$BIN_DIR" PAPERCLIP_SERVER_LOG="$LOG_FILE" REPO_ROOT="$REPO" \
     timeout --kill-after=10 "${PAPERCLIP_TEST_TIMEOUT:-900}" \
     "$BIN_DIR/node" --test --test-concurrency=1 --test-reporter=spec "${files[@]}" || rc=$?
