@@ -209,6 +209,34 @@ describe("the adapter installed into a real Paperclip", { concurrency: false }, 
     assert.ok(!res.json.checks.some((c) => serviceFailure.test(c.code)), `the service itself failed: ${res.text}`);
   });
 
+  it("runs a heartbeat through the adapter: without a cluster it fails cleanly with the binary's error", async () => {
+    const agent = await api(
+      "POST",
+      `/companies/${companyId}/agents`,
+      {
+        name: "K8s Claude (no cluster)",
+        role: "engineer",
+        adapterType: TYPE,
+        adapterConfig: { kubeconfig: "/nonexistent/kubeconfig", timeoutSec: 60 },
+      },
+      { expect: 201 },
+    );
+    const queued = await api("POST", `/agents/${agent.json.id}/heartbeat/invoke`, {}, { expect: 202 });
+    const runId = queued.json.id;
+    let run;
+    const deadline = Date.now() + 60_000;
+    do {
+      await new Promise((r) => setTimeout(r, 250));
+      run = (await api("GET", `/heartbeat-runs/${runId}`, undefined, { expect: 200 })).json;
+    } while (["queued", "running"].includes(run.status) && Date.now() < deadline);
+    assert.equal(run.status, "failed", `run ${runId} is ${run.status}\n--- server log ---\n${serverLogTail()}`);
+    assert.equal(run.exitCode, null);
+    assert.match(run.errorCode ?? "", /^k8s_/, JSON.stringify(run).slice(0, 1000));
+    assert.match(run.error ?? "", /kubeconfig/);
+    const log = await api("GET", `/heartbeat-runs/${runId}/log?offset=0&limitBytes=100000`, undefined, { expect: 200 });
+    assert.ok(!log.text.includes("PAPERCLIP_API_KEY="), "the run log must not carry the token");
+  });
+
   it("reloads, and the reloaded copy still answers", async () => {
     const res = await api("POST", `/adapters/${TYPE}/reload`, undefined, { expect: 200 });
     assert.equal(res.json.reloaded, true);
