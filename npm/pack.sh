@@ -32,6 +32,7 @@ pkg_version="$(node -p 'require(process.argv[1]).version' "$SRC/package.json")"
 [[ "$pkg_version" == "$cargo_version" ]] ||
   die "npm/package.json version $pkg_version differs from the Cargo workspace version $cargo_version"
 
+# shellcheck disable=SC2016 # JavaScript, not shell
 node -e '
   const pkg = require(process.argv[1]);
   const bad = ["preinstall", "install", "postinstall", "prepare", "prepack", "postpack"].filter((s) => pkg.scripts?.[s]);

@@ -146,6 +146,11 @@ EOF
 
 require_installed() {
   installed || die "not installed: run '$0 install' first"
+  command -v curl >/dev/null || {
+    log "curl is missing: installing it"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl >&2 ||
+      die "curl is required (health checks)"
+  }
 }
 
 # The name of the user with UID 1000, created as `paperclip` if there is none.
@@ -166,6 +171,8 @@ server_pid() {
   [[ -f "$PID_FILE" ]] || return 1
   pid="$(cat "$PID_FILE")"
   [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # A recycled PID is not our server.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "paperclipai onboard" || return 1
   echo "$pid"
 }
 
@@ -231,15 +238,16 @@ do_start() {
   [[ "$(stat -c %u "$DATA_DIR")" == "$SERVER_UID" ]] ||
     die "$DATA_DIR is not owned by UID $SERVER_UID (owner: $(stat -c %U "$DATA_DIR")); not changing it"
   mkdir -p "$RUN_DIR"
-  : >"$LOG_FILE"
 
   local passthrough=()
   mapfile -t passthrough < <(server_passthrough_env)
 
   if [[ -z "${pid:-}" ]]; then
+    : >"$LOG_FILE"
     log "starting paperclipai $PAPERCLIP_VERSION as $user (uid $SERVER_UID), data dir $DATA_DIR"
     # The wrapper writes its own PID, then execs (same PID) setpriv, which execs node: the PID is the server's,
     # and setsid makes it a process-group leader so that stop can reach the embedded PostgreSQL too.
+    # shellcheck disable=SC2016 # expanded by the inner shell
     setsid bash -c '
       echo $$ >"$1"; shift
       uid="$1" home="$2" user="$3" bin="$4" data="$5"; shift 5
@@ -313,7 +321,7 @@ do_stop() {
     kill -INT "$pg" 2>/dev/null || true
     local t=$SECONDS
     while kill -0 "$pg" 2>/dev/null && ((SECONDS - t < 15)); do sleep 0.2; done
-    kill -0 "$pg" 2>/dev/null && kill -KILL "$pg" 2>/dev/null || true
+    if kill -0 "$pg" 2>/dev/null; then kill -KILL "$pg" 2>/dev/null || true; fi
   fi
   log "stopped in $((SECONDS - started)) s"
 }
