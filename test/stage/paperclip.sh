@@ -2,7 +2,9 @@
 # A real Paperclip 2026.916.1 server on this machine, for the end-to-end tests of the adapter.
 #
 #   paperclip.sh install   Node 24 + npm + paperclipai into the cache (idempotent, safe to run concurrently)
-#   paperclip.sh start     start the server as UID 1000 on 127.0.0.1:3100 with --data-dir /paperclip; waits for health
+#   paperclip.sh start     start the server as UID 1000 on 127.0.0.1:3100 with --data-dir /paperclip; waits for health.
+#                          The adapter's binary inherits the server's env: CLAUDE_K8S_*, KUBECONFIG and
+#                          PAPERCLIP_API_URL are taken from the caller's environment (restart to change them)
 #   paperclip.sh stop      stop it by PID (TERM, then KILL after a bound), embedded PostgreSQL included
 #   paperclip.sh restart   stop + start
 #   paperclip.sh status    "running pid N" (exit 0) or "stopped" (exit 1)
@@ -189,12 +191,15 @@ log_tail() {
   fi
 }
 
-# The server runs `npm install` for adapter installs, as UID 1000 with a clean environment: hand it the caller's
-# CA, proxy and registry settings (root's ~/.npmrc is not readable by it), as VAR=value words.
+# The server runs with a clean environment, as UID 1000. From the caller's environment it gets, as VAR=value words:
+# - what the adapter's binary reads (CLAUDE_K8S_*, e.g. CLAUDE_K8S_SELF_POD, KUBECONFIG, PAPERCLIP_API_URL);
+# - the CA, proxy and registry settings for the `npm install` the server runs for adapter installs (root's
+#   ~/.npmrc is not readable by it).
 server_passthrough_env() {
   local var value
-  for var in NODE_EXTRA_CA_CERTS SSL_CERT_FILE SSL_CERT_DIR HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy \
-    no_proxy npm_config_registry npm_config_cafile npm_config_strict_ssl; do
+  for var in $(compgen -e | grep -E '^CLAUDE_K8S_' | grep -v '^CLAUDE_K8S_STAGE_CACHE$') KUBECONFIG PAPERCLIP_API_URL \
+    PAPERCLIP_AGENT_JWT_TTL_SECONDS NODE_EXTRA_CA_CERTS SSL_CERT_FILE SSL_CERT_DIR HTTP_PROXY HTTPS_PROXY NO_PROXY \
+    http_proxy https_proxy no_proxy npm_config_registry npm_config_cafile npm_config_strict_ssl; do
     value="${!var:-}"
     [[ -n "$value" ]] && printf '%s=%s\n' "$var" "$value"
   done
