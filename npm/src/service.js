@@ -248,6 +248,9 @@ export function createService({
     // "close" comes after stdout has ended, so a result written just before the exit is still delivered.
     proc.on("close", (code, signal) => {
       clearTimeout(timer);
+      if (!child.stopping && child.ready && child.channel.pendingCount === 0) {
+        logger.warn(`[claude-k8s] ${describeExit(child, code, signal)}; the next call starts a new one`);
+      }
       const error =
         child.stopError ??
         new ServiceError("claude_k8s_serve_exited", describeExit(child, code, signal), { exitCode: code, signal });
