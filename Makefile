@@ -32,14 +32,20 @@ cluster-up:
 cluster-down:
 	$(STAGE)/cluster.sh down
 
+## Unit tests: the Rust workspace (pure modules, the serve protocol against the real binary) and the npm shim.
 test-unit:
 	cargo test --workspace
+	cd npm && npm ci --ignore-scripts --no-audit --no-fund && npm test
 
 test-cluster:
 	$(STAGE)/run-cluster-tests.sh
 
+## The Paperclip end-to-end suite: the packed adapter in a real Paperclip; heartbeats run on the stage. The server
+## gets the stage's facts the way a real Deployment has them in its environment (its own pod, its credentials).
 test-paperclip: package
-	$(STAGE)/paperclip.sh test
+	cargo build -p fake-anthropic
+	set -a && source target/testcluster/stage.env && set +a && \
+	  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" $(STAGE)/paperclip.sh test
 
 test: lint test-unit test-cluster test-paperclip
 
