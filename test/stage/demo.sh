@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make demo`: the main job end to end on the local stage, for a newcomer. Brings up the real Kubernetes stage,
+# builds and packs the adapter, starts a real Paperclip with the adapter installed, and runs one heartbeat of a
+# claude_k8s agent as a Job: its live transcript, then the result Paperclip recorded.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "1/4 the Kubernetes stage (Kubernetes 1.20 built from Debian's source, dockerd, real kubelet)"
+test/stage/cluster.sh up
+set -a
+# shellcheck disable=SC1091
+source target/testcluster/stage.env
+set +a
+
+say "2/4 the adapter package (Rust binary inside the npm tarball) and the fake Messages API"
+make --no-print-directory package
+cargo build -q -p fake-anthropic
+
+say "3/4 a real Paperclip 2026.916.1 on 127.0.0.1:3100 (data dir /paperclip, the PVC's hostPath)"
+CLAUDE_K8S_SELF_POD="$SELF_POD" KUBECONFIG="$KUBECONFIG_LIMITED" test/stage/paperclip.sh start
+eval "$(test/stage/paperclip.sh env)"
+
+say "4/4 one heartbeat of a claude_k8s agent"
+REPO_ROOT="$root" \
+  node test/stage/demo.mjs
+
+cat <<EOT
+
+The stage and Paperclip keep running: open http://127.0.0.1:3100 to see the run in the UI.
+  claude-k8s jobs:   target/release/claude-k8s jobs --kubeconfig $KUBECONFIG_ADMIN
+  stop everything:   test/stage/paperclip.sh stop && make cluster-down
+EOT

@@ -1,0 +1,213 @@
+// Shared by the heartbeat end-to-end test and `make demo`: a real Paperclip (test/stage/paperclip.sh), the real
+// stage (target/testcluster/stage.env), the project's fake Messages API, and the packed adapter.
+//
+// The client side here polls Paperclip's REST API for the run's state and log, as a person watching the UI would;
+// the adapter itself never polls the cluster.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = process.env.REPO_ROOT ?? path.resolve(here, "../../../..");
+export const BASE = (process.env.PAPERCLIP_URL ?? "http://127.0.0.1:3100").replace(/\/$/, "");
+export const TYPE = "claude_k8s";
+export const PACKAGE = "paperclip-adapter-claude-k8s";
+
+export const version = fs
+  .readFileSync(path.join(REPO, "Cargo.toml"), "utf8")
+  .match(/\[workspace\.package\][^[]*?\nversion\s*=\s*"([^"]+)"/)[1];
+export const TARBALL = path.join(REPO, "target", "npm", `${PACKAGE}-${version}.tgz`);
+
+/** The running stage's facts, or an error that says how to get them. */
+export function stageFacts() {
+  const file = path.join(REPO, "target", "testcluster", "stage.env");
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: bring the stage up first (make cluster-up)`);
+  const facts = {};
+  for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+    const m = line.match(/^(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$/);
+    if (m) facts[m[1]] = m[2].replace(/^["']|["']$/g, "");
+  }
+  return facts;
+}
+
+export function serverLogTail(lines = 40) {
+  const log = process.env.PAPERCLIP_SERVER_LOG;
+  if (!log || !fs.existsSync(log)) return "(no server log)";
+  // eslint-disable-next-line no-control-regex
+  return fs.readFileSync(log, "utf8").replace(/\x1b\[[0-9;]*m/g, "").split("\n").slice(-lines).join("\n");
+}
+
+/** One Paperclip API call with a bound; a failure carries the response and the server log tail. */
+export async function api(method, route, body, { expect, timeoutMs = 150_000 } = {}) {
+  const response = await fetch(`${BASE}/api${route}`, {
+    method,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await response.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (expect !== undefined && response.status !== expect) {
+    throw new Error(
+      `${method} ${route} answered ${response.status}, expected ${expect}: ${text.slice(0, 2000)}\n` +
+        `--- server log ---\n${serverLogTail()}`,
+    );
+  }
+  return { status: response.status, json, text };
+}
+
+/** The fake Messages API binary on 127.0.0.1 (pods reach it through host networking). */
+export async function startFakeApi() {
+  const bin = path.join(REPO, "target", "debug", "fake-anthropic");
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: cargo build -p fake-anthropic`);
+  const child = spawn(bin, ["--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("fake-anthropic did not print its URL within 10 s")), 10_000);
+    readline.createInterface({ input: child.stdout }).once("line", (line) => {
+      clearTimeout(timer);
+      resolve(line.trim());
+    });
+    child.once("exit", (code) => reject(new Error(`fake-anthropic exited with ${code}`)));
+  });
+  return {
+    url,
+    async requests() {
+      const res = await fetch(`${url}/_fake/requests?path=/v1/messages`);
+      return res.json();
+    },
+    stop() {
+      child.kill("SIGTERM");
+    },
+  };
+}
+
+/** Installs the packed adapter (npm alias spec of the tarball) unless this version is already loaded. */
+export async function installAdapter() {
+  if (!fs.existsSync(TARBALL)) throw new Error(`${TARBALL} is missing: make package`);
+  const info = await api("GET", `/adapters/${TYPE}`);
+  if (info.status === 200 && info.json?.loaded && info.json?.version === version && info.json?.source === "external") {
+    return info.json;
+  }
+  if (info.status === 200 && info.json?.source === "external") {
+    await api("DELETE", `/adapters/${TYPE}`, undefined, { expect: 200 });
+  }
+  // The server runs as UID 1000 and npm-installs from this path: give it a world-readable copy.
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "claude-k8s-heartbeat-"));
+  fs.chmodSync(scratch, 0o755);
+  const tgz = path.join(scratch, path.basename(TARBALL));
+  fs.copyFileSync(TARBALL, tgz);
+  fs.chmodSync(tgz, 0o644);
+  const res = await api("POST", "/adapters/install", { packageName: PACKAGE, version: `file:${tgz}` }, { expect: 201 });
+  await api("POST", `/adapters/${TYPE}/reload`, undefined, { expect: 200 });
+  return res.json;
+}
+
+/** The agent config for this stage: local images, host network (fake API and Paperclip on 127.0.0.1). */
+export function agentConfig(facts, fakeUrl, extra = {}) {
+  return {
+    image: facts.AGENT_IMAGE,
+    initImage: facts.BUSYBOX_IMAGE,
+    kubeconfig: facts.KUBECONFIG_LIMITED,
+    "resources.requests.cpu": "100m",
+    "resources.requests.memory": "128Mi",
+    "resources.limits.memory": "2Gi",
+    podSpecPatch: JSON.stringify({ hostNetwork: true, dnsPolicy: "ClusterFirstWithHostNet" }),
+    timeoutSec: 300,
+    env: {
+      ANTHROPIC_BASE_URL: fakeUrl,
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+      CLAUDE_CODE_MAX_RETRIES: "1",
+    },
+    ...extra,
+  };
+}
+
+export async function createCompany(name) {
+  return (await api("POST", "/companies", { name }, { expect: 201 })).json;
+}
+
+export async function createAgent(companyId, name, adapterConfig) {
+  const res = await api(
+    "POST",
+    `/companies/${companyId}/agents`,
+    { name, role: "engineer", adapterType: TYPE, adapterConfig },
+    { expect: 201 },
+  );
+  return res.json;
+}
+
+/** Invokes a heartbeat and returns the run id. */
+export async function invokeHeartbeat(agentId) {
+  const res = await api("POST", `/agents/${agentId}/heartbeat/invoke`, {});
+  if (res.status !== 202 && res.status !== 200 && res.status !== 201) {
+    throw new Error(`heartbeat invoke answered ${res.status}: ${res.text}`);
+  }
+  return res.json.id;
+}
+
+const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
+
+/**
+ * Follows a run until it ends: calls `onLogRecord` for each new log record (`{ts, stream, chunk}`) and
+ * `onStatus` when the status changes. Returns the final run.
+ */
+export async function followRun(runId, { onLogRecord = () => {}, onStatus = () => {}, timeoutMs = 300_000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let offset = 0;
+  let status = null;
+  for (;;) {
+    const log = await api("GET", `/heartbeat-runs/${runId}/log?offset=${offset}&limitBytes=1048576`);
+    if (log.status === 200 && log.json?.content) {
+      const content = log.json.content;
+      const complete = content.lastIndexOf("\n") + 1;
+      for (const line of content.slice(0, complete).split("\n").filter(Boolean)) {
+        try {
+          onLogRecord(JSON.parse(line));
+        } catch {
+          // a partial NDJSON record: read again from its start next time
+        }
+      }
+      offset += Buffer.byteLength(content.slice(0, complete));
+    }
+    const run = (await api("GET", `/heartbeat-runs/${runId}`, undefined, { expect: 200 })).json;
+    if (run.status !== status) {
+      status = run.status;
+      onStatus(status, run);
+    }
+    if (TERMINAL.has(run.status)) {
+      // One more read so the log's tail is included.
+      const rest = await api("GET", `/heartbeat-runs/${runId}/log?offset=${offset}&limitBytes=1048576`);
+      for (const line of (rest.json?.content ?? "").split("\n").filter(Boolean)) {
+        try {
+          onLogRecord(JSON.parse(line));
+        } catch {
+          // ignore a torn record at the very end
+        }
+      }
+      return run;
+    }
+    if (Date.now() > deadline) throw new Error(`run ${runId} still ${run.status} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Jobs and pods of an agent still in the cluster, via the admin kubeconfig and the stage's kubectl. */
+export async function leftovers(facts, agentId) {
+  const { execFile } = await import("node:child_process");
+  const out = await new Promise((resolve, reject) =>
+    execFile(
+      facts.KUBECTL,
+      ["--kubeconfig", facts.KUBECONFIG_ADMIN, "-n", "paperclip", "get", "jobs,pods", "-l", `paperclip.io/agent-id=${agentId}`, "-o", "name"],
+      (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
+    ),
+  );
+  return out.split("\n").filter(Boolean);
+}
