@@ -135,6 +135,9 @@ pub fn plan(
                 secret_name: Some(secret_name.clone()),
                 // Group-readable so UID 1000 reads it through fsGroup; nothing else in the pod runs.
                 default_mode: Some(0o440),
+                // Only the init container reads it. Optional, so that once cleanup deleted the Secret the kubelet's
+                // periodic volume resync does not fail and stall the pod's termination (seen on 1.20: minutes).
+                optional: Some(true),
                 ..Default::default()
             }),
             ..Default::default()
@@ -230,6 +233,8 @@ pub fn plan(
 
     let mut pod_spec = PodSpec {
         restart_policy: Some("Never".into()),
+        // How long a stopped run (cancel, timeout, cleanup) may take to exit before it is killed.
+        termination_grace_period_seconds: Some(config.grace_sec as i64),
         init_containers: Some(vec![init]),
         containers: vec![claude],
         volumes: Some(volumes),
@@ -432,6 +437,8 @@ mod tests {
         assert_eq!(j["spec"]["activeDeadlineSeconds"], 60 + 60 + 300);
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(pod["terminationGracePeriodSeconds"], 60);
+        assert_eq!(pod["volumes"][2]["secret"]["optional"], true);
         assert_eq!(pod["automountServiceAccountToken"], false);
         assert_eq!(pod["securityContext"]["runAsUser"], 1000);
         assert_eq!(pod["securityContext"]["runAsGroup"], 1000);

@@ -42,8 +42,8 @@ pub struct Services {
 
 /// How long the log follower may take to deliver the tail after the container terminated.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a cancel or cleanup waits for the run's pods to be gone.
-const POD_GONE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a cancel or cleanup waits for the run's pods to be gone, beyond their termination grace.
+const POD_GONE_SLACK: Duration = Duration::from_secs(30);
 
 /// A failed result that never reached Claude.
 pub fn failure(code: &str, message: impl Into<String>) -> Value {
@@ -445,11 +445,12 @@ impl Run<'_> {
         let _ = secrets
             .delete(&labels::run_secret_name(job_name), &DeleteParams::default())
             .await;
-        let gone = wait_pods_gone(&pods, job_name).await;
+        let timeout = Duration::from_secs(self.config.grace_sec) + POD_GONE_SLACK;
+        let gone = wait_pods_gone(&pods, job_name, timeout).await;
         if !gone {
             self.sink.warn(&format!(
                 "pods of Job {job_name} are still present after {}s",
-                POD_GONE_TIMEOUT.as_secs()
+                timeout.as_secs()
             ));
         }
         gone
@@ -458,7 +459,7 @@ impl Run<'_> {
 
 /// Waits, by watch, until the Job's pods are gone (Background propagation has the garbage collector delete them
 /// after the Job).
-async fn wait_pods_gone(pods: &Api<Pod>, job_name: &str) -> bool {
+async fn wait_pods_gone(pods: &Api<Pod>, job_name: &str, timeout: Duration) -> bool {
     let selector = format!("{}={job_name}", labels::JOB_NAME);
     let remaining = async {
         let mut stream =
@@ -483,9 +484,7 @@ async fn wait_pods_gone(pods: &Api<Pod>, job_name: &str) -> bool {
             }
         }
     };
-    tokio::time::timeout(POD_GONE_TIMEOUT, remaining)
-        .await
-        .is_ok()
+    tokio::time::timeout(timeout, remaining).await.is_ok()
 }
 
 fn cancelled_result(forced: bool) -> Value {
