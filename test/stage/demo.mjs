@@ -16,7 +16,7 @@ import {
   leftovers,
   stageFacts,
   startFakeApi,
-} from "./paperclip/lib/heartbeat.mjs";
+} from "./paperclip/lib/stage.mjs";
 
 const facts = stageFacts();
 const parserSource = fs.readFileSync(path.join(REPO, "npm", "src", "ui-parser.cjs"), "utf8");

@@ -11,61 +11,16 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 
+import { BASE, PACKAGE, REPO, TARBALL, TYPE, api, serverLogTail, version } from "./lib/stage.mjs";
+
 const run = promisify(execFile);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const REPO = process.env.REPO_ROOT ?? path.resolve(here, "../../..");
-const BASE = (process.env.PAPERCLIP_URL ?? "http://127.0.0.1:3100").replace(/\/$/, "");
-const SERVER_LOG = process.env.PAPERCLIP_SERVER_LOG;
 const STAGE_BIN = process.env.PAPERCLIP_STAGE_BIN;
 const DATA_DIR = process.env.PAPERCLIP_DATA_DIR ?? "/paperclip";
-const TYPE = "claude_k8s";
-const PACKAGE = "paperclip-adapter-claude-k8s";
 const COMPANY_NAME = "claude-k8s e2e (adapter-install)";
-
-const version = fs
-  .readFileSync(path.join(REPO, "Cargo.toml"), "utf8")
-  .match(/\[workspace\.package\][^[]*?\nversion\s*=\s*"([^"]+)"/)[1];
-const TARBALL = path.join(REPO, "target", "npm", `${PACKAGE}-${version}.tgz`);
 const { CONFIG_KEYS } = await import(pathToFileURL(path.join(REPO, "npm", "src", "config-schema.js")).href);
-
-function serverLogTail(lines = 40) {
-  if (!SERVER_LOG || !fs.existsSync(SERVER_LOG)) return "(no server log)";
-  // eslint-disable-next-line no-control-regex
-  const text = fs.readFileSync(SERVER_LOG, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
-  return text.split("\n").slice(-lines).join("\n");
-}
-
-/** One API call with a bound; failures carry the response and the server log tail. */
-async function api(method, route, body, { expect, timeoutMs = 150_000 } = {}) {
-  let response;
-  try {
-    response = await fetch(`${BASE}/api${route}`, {
-      method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (err) {
-    throw new Error(`${method} ${route} failed: ${err.message}\n--- server log ---\n${serverLogTail()}`);
-  }
-  const text = await response.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  if (expect !== undefined && response.status !== expect) {
-    throw new Error(
-      `${method} ${route} answered ${response.status}, expected ${expect}: ${text.slice(0, 2000)}\n` +
-        `--- server log ---\n${serverLogTail()}`,
-    );
-  }
-  return { status: response.status, json, text, headers: response.headers };
-}
 
 /** Removes any claude_k8s registration left by an earlier (failed) run, so the suite is repeatable. */
 async function removeAdapter() {

@@ -21,7 +21,7 @@ import {
   leftovers,
   stageFacts,
   startFakeApi,
-} from "./lib/heartbeat.mjs";
+} from "./lib/stage.mjs";
 
 describe("a claude_k8s heartbeat in a real Paperclip", { concurrency: false }, () => {
   let facts;

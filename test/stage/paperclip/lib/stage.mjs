@@ -1,4 +1,4 @@
-// Shared by the heartbeat end-to-end test and `make demo`: a real Paperclip (test/stage/paperclip.sh), the real
+// Shared by the Paperclip end-to-end tests and `make demo`: a real Paperclip (test/stage/paperclip.sh), the real
 // stage (target/testcluster/stage.env), the project's fake Messages API, and the packed adapter.
 //
 // The client side here polls Paperclip's REST API for the run's state and log, as a person watching the UI would;
@@ -42,12 +42,17 @@ export function serverLogTail(lines = 40) {
 
 /** One Paperclip API call with a bound; a failure carries the response and the server log tail. */
 export async function api(method, route, body, { expect, timeoutMs = 150_000 } = {}) {
-  const response = await fetch(`${BASE}/api${route}`, {
-    method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
+  let response;
+  try {
+    response = await fetch(`${BASE}/api${route}`, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    throw new Error(`${method} ${route} failed: ${err.message}\n--- server log ---\n${serverLogTail()}`);
+  }
   const text = await response.text();
   let json;
   try {
