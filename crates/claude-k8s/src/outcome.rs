@@ -14,6 +14,8 @@ pub struct ContainerEnd {
     /// `Completed`, `Error`, `OOMKilled`, …
     pub reason: Option<String>,
     pub message: Option<String>,
+    /// The signal that ended it, when the runtime reports one.
+    pub signal: Option<i32>,
 }
 
 /// What the outcome needs to know about the run besides the container and the transcript.
@@ -59,11 +61,20 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
     r.insert("model".into(), json!(model));
 
     let Some(result) = &t.result else {
-        let message = container_failure(end, t, run).unwrap_or_else(|| {
+        let mut message = container_failure(end, t, run).unwrap_or_else(|| {
             "Claude exited without a result line (Failed to parse claude JSON output)".to_owned()
         });
+        let code = if requires_login(t) {
+            "claude_auth_required"
+        } else {
+            no_result_code(end)
+        };
+        if let Some(hint) = no_result_hint(code, run) {
+            r.insert("errorMeta".into(), json!({"hint": hint}));
+            message = format!("{message}. Hint: {hint}");
+        }
         r.insert("errorMessage".into(), json!(message));
-        r.insert("errorCode".into(), json!(no_result_code(end)));
+        r.insert("errorCode".into(), json!(code));
         r.insert("clearSession".into(), json!(run.clear_session));
         r.insert("summary".into(), json!(t.assistant_summary()));
         r.insert(
@@ -111,12 +122,18 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
             message = format!("{message} ({container})");
         }
         r.insert("errorMessage".into(), json!(message));
-        let code = if t.is_max_turns() {
-            "max_turns_exhausted"
-        } else {
-            "claude_failed"
-        };
+        let (code, family) = classify_claude_failure(t, &message);
         r.insert("errorCode".into(), json!(code));
+        if let Some(family) = family {
+            r.insert("errorFamily".into(), json!(family));
+            if let Some(Value::Object(rj)) = r.get_mut("resultJson") {
+                rj.insert("errorFamily".into(), json!(family));
+            }
+        }
+    } else if t.is_refusal() {
+        r.insert("errorCode".into(), json!("claude_refusal"));
+        r.insert("errorFamily".into(), json!("model_refusal"));
+        r.insert("errorMessage".into(), json!(t.describe_failure()));
     } else if end.exit_code != 0 {
         // Claude reported success but the container did not exit 0 (for example stopped after its result line).
         r.insert("exitCode".into(), json!(0));
@@ -124,12 +141,206 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
     Value::Object(r)
 }
 
+/// The result of a run the adapter stopped at `timeoutSec` (claude_local's words), with Claude's last lines.
+pub fn timed_out(timeout_sec: u64, t: &Transcript, run: &RunFacts) -> Value {
+    let mut r = Map::new();
+    r.insert("exitCode".into(), Value::Null);
+    r.insert("signal".into(), Value::Null);
+    r.insert("timedOut".into(), json!(true));
+    r.insert("errorCode".into(), json!("timeout"));
+    r.insert(
+        "errorMessage".into(),
+        json!(format!("Timed out after {timeout_sec}s")),
+    );
+    r.insert("clearSession".into(), json!(run.clear_session));
+    if let Some(id) = t
+        .session_id
+        .clone()
+        .or_else(|| run.fallback_session_id.clone())
+    {
+        r.insert("sessionId".into(), json!(id));
+        r.insert("sessionDisplayId".into(), json!(id));
+        r.insert(
+            "sessionParams".into(),
+            json!({"sessionId": id, "cwd": run.cwd}),
+        );
+    }
+    r.insert("summary".into(), json!(t.assistant_summary()));
+    r.insert(
+        "resultJson".into(),
+        json!({"lastLines": t.last_lines, "stdoutTail": t.last_plain_lines}),
+    );
+    Value::Object(r)
+}
+
+/// `message`, then Claude's last few lines when there are any.
+pub fn with_last_lines(message: &str, t: &Transcript) -> String {
+    let tail: Vec<&str> = t
+        .last_lines
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(|l| l.as_str())
+        .collect();
+    if tail.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{message}; last lines: {}", tail.join(" | "))
+    }
+}
+
+/// How the claude container ended, in words: "claude container terminated (exit code 143, SIGTERM)".
+pub fn describe_end(end: &ContainerEnd) -> String {
+    match (end.reason.as_deref(), end.exit_code) {
+        (Some("OOMKilled"), code) => format!("claude container OOMKilled, exit code {code}"),
+        (_, 137) => "claude container killed, exit code 137 (SIGKILL)".to_owned(),
+        (_, 143) => "claude container terminated, exit code 143 (SIGTERM)".to_owned(),
+        (_, code) => format!("claude container exited with code {code}"),
+    }
+}
+
 fn no_result_code(end: &ContainerEnd) -> &'static str {
-    match end.reason.as_deref() {
-        Some("OOMKilled") => "k8s_oom_killed",
-        _ if end.exit_code == 0 => "claude_output_unparsed",
+    match (end.reason.as_deref(), end.exit_code) {
+        (Some("OOMKilled"), _) => "k8s_oom_killed",
+        (_, 0) => "claude_output_unparsed",
+        (_, 137) => "k8s_container_killed",
+        (_, 143) => "k8s_container_terminated",
         _ => "claude_exit_nonzero",
     }
+}
+
+fn no_result_hint(code: &str, run: &RunFacts) -> Option<String> {
+    Some(match code {
+        "k8s_oom_killed" => format!(
+            "claude used more memory than its limit: raise adapterConfig resources.limits.memory (now {})",
+            run.memory_limit
+        ),
+        "k8s_container_killed" => "the container was killed (SIGKILL) from outside: by the kubelet after a \
+                                   stop, the node's OOM killer, or an operator"
+            .to_owned(),
+        "k8s_container_terminated" => "the container was stopped (SIGTERM) from outside, e.g. its pod was \
+                                       deleted or the node drained"
+            .to_owned(),
+        "claude_auth_required" => "Claude is not logged in in the pod: set ANTHROPIC_API_KEY (or \
+                                   CLAUDE_CODE_OAUTH_TOKEN) in the Paperclip Deployment's env or in \
+                                   adapterConfig.env"
+            .to_owned(),
+        _ => return None,
+    })
+}
+
+/// claude_local's classification of a failed run with a result line: `(errorCode, errorFamily)`.
+pub fn classify_claude_failure(
+    t: &Transcript,
+    message: &str,
+) -> (&'static str, Option<&'static str>) {
+    let status = t.api_error_status();
+    let hay = format!("{message}\n{}", t.error_messages().join("\n")).to_lowercase();
+    if requires_login(t) || matches!(status, Some(401)) || contains_any(&hay, AUTH_TOKEN_FAILURE) {
+        return ("claude_auth_required", None);
+    }
+    if contains_any(&hay, MODEL_NOT_FOUND) {
+        return ("model_not_found", None);
+    }
+    if t.is_max_turns() {
+        return ("max_turns_exhausted", None);
+    }
+    if t.is_unknown_session_error() {
+        return ("claude_failed", None);
+    }
+    if contains_any(&hay, PROVIDER_QUOTA) {
+        return ("provider_quota", Some("provider_quota"));
+    }
+    if matches!(status, Some(429 | 503 | 529))
+        || contains_any(&hay, TRANSIENT_UPSTREAM)
+        || has_word(&hay, &["429", "503", "529"])
+    {
+        return ("claude_transient_upstream", Some("transient_upstream"));
+    }
+    if t.is_refusal() {
+        return ("claude_refusal", Some("model_refusal"));
+    }
+    ("claude_failed", None)
+}
+
+/// claude_local's login-prompt markers, over everything Claude printed that was not stream-json plus its
+/// result and error texts.
+fn requires_login(t: &Transcript) -> bool {
+    let mut lines: Vec<String> = t.last_plain_lines.clone();
+    lines.extend(t.error_messages());
+    lines.iter().any(|l| {
+        let l = l.to_lowercase();
+        contains_any(&l, LOGIN_PROMPT)
+            || (l.contains("invalid api key")
+                && (l.contains("/login") || l.contains("claude login")))
+    })
+}
+
+const LOGIN_PROMPT: &[&str] = &[
+    "not logged in",
+    "please log in",
+    "please run claude login",
+    "please run `claude login`",
+    "please run /login",
+    "login required",
+    "requires login",
+    "unauthorized",
+    "authentication required",
+];
+const AUTH_TOKEN_FAILURE: &[&str] = &[
+    "authentication_failed",
+    "authentication_error",
+    "authentication failed",
+    "authentication error",
+    "failed to authenticate",
+    "invalid bearer token",
+];
+const MODEL_NOT_FOUND: &[&str] = &[
+    "model not found",
+    "model_not_found",
+    "model does not exist",
+    "unknown model",
+    "model unknown",
+    "model invalid",
+];
+const PROVIDER_QUOTA: &[&str] = &[
+    "you've hit your limit",
+    "you\u{2019}ve hit your limit",
+    "session limit reached",
+    "session limit exceeded",
+    "out of extra usage",
+    "extra usage",
+    "usage limit reached",
+    "usage cap reached",
+    "5-hour limit reached",
+    "5 hour limit reached",
+    "weekly limit reached",
+    "servicequotaexceededexception",
+];
+const TRANSIENT_UPSTREAM: &[&str] = &[
+    "rate limit",
+    "rate-limit",
+    "ratelimit",
+    "rate_limit",
+    "too many requests",
+    "overloaded",
+    "service unavailable",
+    "high demand",
+    "try again later",
+    "temporarily unavailable",
+    "throttled",
+    "throttling",
+];
+
+fn contains_any(hay: &str, needles: &[&str]) -> bool {
+    needles.iter().any(|n| hay.contains(n))
+}
+
+/// Whether one of `words` occurs in `hay` as a whole word (`\b429\b`).
+fn has_word(hay: &str, words: &[&str]) -> bool {
+    hay.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| words.contains(&w))
 }
 
 /// A sentence about the container's end when it is worth telling: a kill, an OOM, a non-zero exit.
@@ -139,8 +350,8 @@ fn container_failure(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Opti
             format!("claude container OOMKilled (limit {})", run.memory_limit)
         }
         (_, 0) => return None,
-        (_, 137) => "claude container killed (exit 137, SIGKILL)".to_owned(),
-        (_, 143) => "claude container terminated (exit 143, SIGTERM)".to_owned(),
+        (_, 137) => "claude container killed (exit code 137, SIGKILL)".to_owned(),
+        (_, 143) => "claude container terminated (exit code 143, SIGTERM)".to_owned(),
         (_, code) => format!("Claude exited with code {code}"),
     };
     let tail: Vec<&str> = t
@@ -241,7 +452,7 @@ mod tests {
         let end = ContainerEnd {
             exit_code: 137,
             reason: Some("OOMKilled".into()),
-            message: None,
+            ..Default::default()
         };
         let r = finished(&end, &transcript(&[INIT, "allocating..."]), &facts());
         assert_eq!(r["errorCode"], "k8s_oom_killed");
@@ -281,5 +492,130 @@ mod tests {
                 .unwrap()
                 .contains("Failed to parse")
         );
+    }
+
+    fn fixture(name: &str) -> Transcript {
+        let path = format!(
+            "{}/../../../shared/fixtures/claude-2.1.328/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        transcript(
+            &std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn exit(code: i32) -> ContainerEnd {
+        ContainerEnd {
+            exit_code: code,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn claudes_own_failures_use_claude_locals_codes() {
+        let r = finished(
+            &exit(1),
+            &fixture("error-401-max-retries-1.jsonl"),
+            &facts(),
+        );
+        assert_eq!(r["errorCode"], "claude_auth_required", "{r:#}");
+        assert!(r.get("errorFamily").is_none());
+        let r = finished(
+            &exit(1),
+            &fixture("error-429-max-retries-1.jsonl"),
+            &facts(),
+        );
+        assert_eq!(r["errorCode"], "claude_transient_upstream");
+        assert_eq!(r["errorFamily"], "transient_upstream");
+        assert_eq!(r["resultJson"]["errorFamily"], "transient_upstream");
+        let overloaded = r#"{"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"API Error: 529 Overloaded","api_error_status":529}"#;
+        let r = finished(&exit(1), &transcript(&[INIT, overloaded]), &facts());
+        assert_eq!(r["errorCode"], "claude_transient_upstream");
+        let model = r#"{"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"API Error: 404 model: claude-nope not_found_error model not found"}"#;
+        let r = finished(&exit(1), &transcript(&[INIT, model]), &facts());
+        assert_eq!(r["errorCode"], "model_not_found");
+        let other = r#"{"type":"result","subtype":"error_during_execution","is_error":true,"num_turns":1,"result":"boom"}"#;
+        let r = finished(&exit(1), &transcript(&[INIT, other]), &facts());
+        assert_eq!(r["errorCode"], "claude_failed");
+        let refusal = r#"{"type":"result","subtype":"success","is_error":false,"num_turns":1,"stop_reason":"refusal","result":"I can't"}"#;
+        let r = finished(&exit(0), &transcript(&[INIT, refusal]), &facts());
+        assert_eq!(r["errorCode"], "claude_refusal");
+        assert_eq!(r["errorFamily"], "model_refusal");
+    }
+
+    #[test]
+    fn not_logged_in_without_a_result_is_auth_required() {
+        let r = finished(
+            &exit(1),
+            &transcript(&["Invalid API key · Please run /login"]),
+            &facts(),
+        );
+        assert_eq!(r["errorCode"], "claude_auth_required");
+        assert!(
+            r["errorMeta"]["hint"]
+                .as_str()
+                .unwrap()
+                .contains("ANTHROPIC_API_KEY")
+        );
+    }
+
+    #[test]
+    fn kills_without_a_result_have_their_own_codes_and_hints() {
+        for (code, expected, words) in [
+            (137, "k8s_container_killed", "exit code 137, SIGKILL"),
+            (143, "k8s_container_terminated", "exit code 143, SIGTERM"),
+            (2, "claude_exit_nonzero", "Claude exited with code 2"),
+        ] {
+            let r = finished(&exit(code), &transcript(&["last words"]), &facts());
+            assert_eq!(r["errorCode"], expected);
+            let msg = r["errorMessage"].as_str().unwrap();
+            assert!(msg.contains(words) && msg.contains("last words"), "{msg}");
+            assert!(!msg.contains("None"), "{msg}");
+        }
+        let end = ContainerEnd {
+            exit_code: 137,
+            reason: Some("OOMKilled".into()),
+            ..Default::default()
+        };
+        let r = finished(&end, &transcript(&[]), &facts());
+        assert!(
+            r["errorMeta"]["hint"]
+                .as_str()
+                .unwrap()
+                .contains("limits.memory (now 8Gi)")
+        );
+    }
+
+    #[test]
+    fn a_timeout_keeps_the_session_and_the_last_lines() {
+        let t = transcript(&[INIT, "partial output"]);
+        let r = timed_out(5, &t, &facts());
+        assert_eq!(r["timedOut"], true);
+        assert_eq!(r["errorCode"], "timeout");
+        assert_eq!(r["errorMessage"], "Timed out after 5s");
+        assert_eq!(r["sessionId"], "s-1");
+        assert_eq!(r["resultJson"]["lastLines"][1], "partial output");
+        assert_eq!(
+            with_last_lines("stopped", &t),
+            format!("stopped; last lines: {INIT} | partial output")
+        );
+        assert_eq!(
+            with_last_lines("stopped", &Transcript::default()),
+            "stopped"
+        );
+    }
+
+    #[test]
+    fn a_success_stopped_after_its_result_is_a_success() {
+        let end = ContainerEnd {
+            exit_code: 143,
+            ..Default::default()
+        };
+        let r = finished(&end, &transcript(&[INIT, OK]), &facts());
+        assert_eq!(r["exitCode"], 0);
+        assert!(r.get("errorCode").is_none());
     }
 }

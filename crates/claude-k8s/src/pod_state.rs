@@ -1,5 +1,9 @@
 //! What a pod's status says about a run: a progress line for the user, the claude container's end, or a
 //! failure that will not fix itself. Pure: a Pod in, a [`PodView`] out.
+//!
+//! Failures are read from container states (init container first, then claude) and pod conditions, never from
+//! `pod.status.reason` alone (empty for most failures). Each has a stable `code`, a message in words built from
+//! what the kubelet and the scheduler said, and a hint with the fix.
 
 use std::time::Duration;
 
@@ -13,6 +17,8 @@ use crate::plan::{CLAUDE_CONTAINER, PROMPT_CONTAINER};
 pub struct PodFailure {
     pub code: &'static str,
     pub message: String,
+    /// What to do about it, for the user.
+    pub hint: String,
     pub after: Duration,
 }
 
@@ -23,6 +29,9 @@ pub struct PodView {
     pub claude_running: bool,
     pub claude_end: Option<ContainerEnd>,
     pub failure: Option<PodFailure>,
+    /// The pod has a deletion timestamp: someone (the garbage collector after a Job delete, an operator, an
+    /// eviction) is stopping it.
+    pub deleting: bool,
 }
 
 /// How long an image pull or container config problem may last before the run fails.
@@ -30,7 +39,45 @@ pub const START_GRACE: Duration = Duration::from_secs(30);
 /// How long a pod may stay unschedulable before the run fails.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub fn view(pod: &Pod) -> PodView {
+/// How long start-up problems may last. Read once per serve process from the environment
+/// (`CLAUDE_K8S_START_GRACE_SEC`, `CLAUDE_K8S_PENDING_TIMEOUT_SEC`), else the defaults above.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub start_grace: Duration,
+    pub pending_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            start_grace: START_GRACE,
+            pending_timeout: PENDING_TIMEOUT,
+        }
+    }
+}
+
+impl Limits {
+    pub fn from_env() -> Self {
+        let d = Self::default();
+        Self {
+            start_grace: env_secs("CLAUDE_K8S_START_GRACE_SEC").unwrap_or(d.start_grace),
+            pending_timeout: env_secs("CLAUDE_K8S_PENDING_TIMEOUT_SEC")
+                .unwrap_or(d.pending_timeout),
+        }
+    }
+}
+
+/// A whole number of seconds from the environment; unset, empty or malformed means none.
+pub fn env_secs(name: &str) -> Option<Duration> {
+    std::env::var(name)
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+pub fn view(pod: &Pod, limits: &Limits) -> PodView {
     let name = pod.metadata.name.as_deref().unwrap_or("?");
     let status = pod.status.clone().unwrap_or_default();
     let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
@@ -45,25 +92,39 @@ pub fn view(pod: &Pod) -> PodView {
         .flatten()
         .find(|c| c.name == PROMPT_CONTAINER);
     let image = |c: Option<&ContainerStatus>| c.map(|c| c.image.clone()).unwrap_or_default();
-    let mut v = PodView::default();
+    let mut v = PodView {
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        claude_running: claude
+            .and_then(|c| c.state.as_ref()?.running.as_ref())
+            .is_some(),
+        ..Default::default()
+    };
 
+    // A disruption first: it explains a claude container that was killed with it.
+    if let Some(f) = disruption(name, &status) {
+        v.progress = Some(f.message.clone());
+        v.failure = Some(f);
+        return v;
+    }
     if let Some(term) = claude.and_then(|c| c.state.as_ref()?.terminated.as_ref()) {
         v.claude_end = Some(ContainerEnd {
             exit_code: term.exit_code,
             reason: term.reason.clone(),
             message: term.message.clone(),
+            signal: term.signal,
         });
         v.progress = Some(format!(
-            "pod {name}: claude container exited with code {}",
-            term.exit_code
+            "pod {name}: claude container exited with code {}{}",
+            term.exit_code,
+            term.reason
+                .as_deref()
+                .filter(|r| *r != "Completed" && *r != "Error")
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         ));
         return v;
     }
-    if claude
-        .and_then(|c| c.state.as_ref()?.running.as_ref())
-        .is_some()
-    {
-        v.claude_running = true;
+    if v.claude_running {
         v.progress = Some(format!(
             "pod {name}: claude running on node {}",
             node.unwrap_or("?")
@@ -79,13 +140,15 @@ pub fn view(pod: &Pod) -> PodView {
         v.failure = Some(PodFailure {
             code: "k8s_init_failed",
             message: format!(
-                "the write-prompt init container failed (exit {}{}): check adapterConfig.initImage",
-                term.exit_code,
-                term.message
+                "the write-prompt init container failed ({}exit code {}){}",
+                term.reason
                     .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
+                    .map(|r| format!("{r}, "))
+                    .unwrap_or_default(),
+                term.exit_code,
+                suffix(term.message.as_deref().unwrap_or(""))
             ),
+            hint: "adapterConfig.initImage must have `sh` and `gunzip` (busybox:1.36 works)".into(),
             after: Duration::ZERO,
         });
         return v;
@@ -100,46 +163,19 @@ pub fn view(pod: &Pod) -> PodView {
             "pod {name}: {which} container {reason}{}",
             suffix(&message)
         ));
-        let img = image(container);
-        v.failure = match reason {
-            "InvalidImageName" | "ErrImageNeverPull" => Some(PodFailure {
-                code: "k8s_image_pull_failed",
-                message: format!(
-                    "image `{img}` for the {which} container cannot be used: {reason}{}",
-                    suffix(&message)
-                ),
-                after: Duration::ZERO,
-            }),
-            "ErrImagePull" | "ImagePullBackOff" => Some(PodFailure {
-                code: "k8s_image_pull_failed",
-                message: format!(
-                    "image `{img}` for the {which} container cannot be pulled ({reason}{}); check the image name, \
-                     adapterConfig.imagePullPolicy and the imagePullSecrets",
-                    suffix(&message)
-                ),
-                after: START_GRACE,
-            }),
-            "CreateContainerConfigError" | "CreateContainerError" => Some(PodFailure {
-                code: "k8s_container_config_error",
-                message: format!(
-                    "the {which} container cannot be created: {reason}{}",
-                    suffix(&message)
-                ),
-                after: START_GRACE,
-            }),
-            _ => None,
-        };
+        v.failure = waiting_failure(which, &image(container), reason, &message, limits);
         return v;
     }
 
     if status.phase.as_deref() == Some("Failed") {
         v.failure = Some(PodFailure {
-            code: "k8s_pod_disrupted",
+            code: "k8s_pod_failed",
             message: format!(
                 "pod {name} failed before claude ran: {}{}",
                 status.reason.as_deref().unwrap_or("Failed"),
                 suffix(status.message.as_deref().unwrap_or(""))
             ),
+            hint: "see `kubectl describe pod` for the pod's events".into(),
             after: Duration::ZERO,
         });
         return v;
@@ -154,8 +190,19 @@ pub fn view(pod: &Pod) -> PodView {
             let message = c.message.clone().unwrap_or_default();
             v.failure = Some(PodFailure {
                 code: "k8s_pod_unschedulable",
-                message: format!("pod {name} could not be scheduled: {message}"),
-                after: PENDING_TIMEOUT,
+                message: format!(
+                    "pod {name} could not be scheduled for {}s: {}",
+                    limits.pending_timeout.as_secs(),
+                    if message.is_empty() {
+                        "Unschedulable"
+                    } else {
+                        &message
+                    }
+                ),
+                hint: "no node fits the pod: check adapterConfig.nodeSelector, tolerations and \
+                       resources.requests against the nodes (or wait for the autoscaler)"
+                    .into(),
+                after: limits.pending_timeout,
             });
             format!(
                 "pod {name} pending: {}{}",
@@ -167,6 +214,115 @@ pub fn view(pod: &Pod) -> PodView {
         (None, None) => format!("pod {name} pending"),
     });
     v
+}
+
+/// The failure a waiting reason means, if it is one.
+fn waiting_failure(
+    which: &str,
+    img: &str,
+    reason: &str,
+    message: &str,
+    limits: &Limits,
+) -> Option<PodFailure> {
+    let (code, text, hint, after) = match reason {
+        "InvalidImageName" => (
+            "k8s_image_invalid",
+            format!("image `{img}` of the {which} container is not a valid image reference"),
+            format!("fix the image name ({})", image_field(which)),
+            Duration::ZERO,
+        ),
+        "ErrImageNeverPull" => (
+            "k8s_image_not_present",
+            format!("image `{img}` of the {which} container is not on the node and imagePullPolicy is Never"),
+            "load the image onto the nodes, or set adapterConfig.imagePullPolicy to IfNotPresent".into(),
+            Duration::ZERO,
+        ),
+        "ErrImagePull" | "ImagePullBackOff" => (
+            "k8s_image_pull_failed",
+            format!("image `{img}` of the {which} container cannot be pulled"),
+            format!(
+                "check the image name and tag ({}), that the registry is reachable from the nodes, and the \
+                 imagePullSecrets of the Paperclip pod",
+                image_field(which)
+            ),
+            limits.start_grace,
+        ),
+        "CreateContainerConfigError" => (
+            "k8s_container_config_error",
+            format!("the {which} container cannot be configured"),
+            "a Secret or ConfigMap (or a key in it) that the pod's env or envFrom references is missing in the \
+             Job's namespace: create it, or fix the reference (adapterConfig.env, podSpecPatch, the Paperclip \
+             pod's env)"
+                .into(),
+            limits.start_grace,
+        ),
+        "CreateContainerError" | "RunContainerError" => (
+            "k8s_container_create_error",
+            format!("the {which} container cannot be created"),
+            "see the kubelet's message; a podSpecPatch or an inherited volume may be wrong".into(),
+            limits.start_grace,
+        ),
+        _ => return None,
+    };
+    Some(PodFailure {
+        code,
+        message: format!("{text}: {reason}{}", suffix(message)),
+        hint,
+        after,
+    })
+}
+
+fn image_field(which: &str) -> &'static str {
+    if which == "claude" {
+        "adapterConfig.image"
+    } else {
+        "adapterConfig.initImage"
+    }
+}
+
+/// An eviction, a preemption, a node lost: the pod was taken away, which is not the agent's failure.
+fn disruption(name: &str, status: &k8s_openapi::api::core::v1::PodStatus) -> Option<PodFailure> {
+    let target = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
+    let reason = status.reason.as_deref().unwrap_or_default();
+    let (cause, detail) = match (target, reason) {
+        (_, "Evicted") => ("evicted", status.message.clone()),
+        (Some(c), _) => (
+            "disrupted",
+            Some(format!(
+                "{}{}",
+                c.reason.as_deref().unwrap_or("DisruptionTarget"),
+                suffix(c.message.as_deref().unwrap_or(""))
+            )),
+        ),
+        (None, "NodeLost" | "NodeShutdown" | "Terminated" | "UnexpectedAdmissionError") => (
+            "lost with its node",
+            Some(format!(
+                "{reason}{}",
+                suffix(status.message.as_deref().unwrap_or(""))
+            )),
+        ),
+        _ => return None,
+    };
+    Some(PodFailure {
+        code: if cause == "evicted" {
+            "k8s_pod_evicted"
+        } else {
+            "k8s_pod_disrupted"
+        },
+        message: format!(
+            "pod {name} was {cause} (a disruption, not a failure of the agent){}",
+            suffix(detail.as_deref().unwrap_or(""))
+        ),
+        hint: "run the heartbeat again; for long runs protect the pods with a PodDisruptionBudget or the \
+               cluster-autoscaler.kubernetes.io/safe-to-evict=\"false\" annotation, and give them enough \
+               memory and ephemeral storage"
+            .into(),
+        after: Duration::ZERO,
+    })
 }
 
 fn suffix(message: &str) -> String {
@@ -186,58 +342,175 @@ mod tests {
         serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "nodeName": "n1"}, "status": status})).unwrap()
     }
 
+    fn waiting(container: &str, image: &str, reason: &str, message: &str) -> Pod {
+        let key = if container == "claude" {
+            "containerStatuses"
+        } else {
+            "initContainerStatuses"
+        };
+        pod(
+            json!({key: [{"name": container, "image": image, "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": message}}}]}),
+        )
+    }
+
+    fn lim() -> Limits {
+        Limits::default()
+    }
+
     #[test]
     fn terminated_claude_gives_the_end() {
-        let v = view(&pod(
-            json!({"containerStatuses": [{"name": "claude", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+        let v = view(
+            &pod(
+                json!({"containerStatuses": [{"name": "claude", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
-        ));
+            ),
+            &lim(),
+        );
         assert_eq!(
             v.claude_end,
             Some(ContainerEnd {
                 exit_code: 137,
                 reason: Some("OOMKilled".into()),
-                message: None
+                message: None,
+                signal: None,
             })
         );
+        assert!(v.progress.unwrap().contains("137 (OOMKilled)"));
     }
 
     #[test]
-    fn image_problems_fail_with_the_image_name() {
-        let v = view(&pod(
-            json!({"containerStatuses": [{"name": "claude", "image": "local/missing:1", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}),
-        ));
+    fn image_problems_have_their_own_codes_name_the_image_and_give_a_hint() {
+        let v = view(
+            &waiting(
+                "claude",
+                "local/missing:1",
+                "ImagePullBackOff",
+                "Back-off pulling image",
+            ),
+            &lim(),
+        );
         let f = v.failure.unwrap();
         assert_eq!(f.code, "k8s_image_pull_failed");
-        assert!(f.message.contains("local/missing:1"));
+        assert!(f.message.contains("`local/missing:1`"), "{}", f.message);
+        assert!(
+            f.message.contains("Back-off pulling image"),
+            "{}",
+            f.message
+        );
+        assert!(f.hint.contains("adapterConfig.image"), "{}", f.hint);
         assert_eq!(f.after, START_GRACE);
-        let v = view(&pod(
-            json!({"containerStatuses": [{"name": "claude", "image": "Bad Name", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "InvalidImageName"}}}]}),
-        ));
-        assert_eq!(v.failure.unwrap().after, Duration::ZERO);
+        let f = view(
+            &waiting("claude", "Bad Name", "InvalidImageName", ""),
+            &lim(),
+        )
+        .failure
+        .unwrap();
+        assert_eq!((f.code, f.after), ("k8s_image_invalid", Duration::ZERO));
+        let f = view(
+            &waiting("claude", "x:1", "ErrImageNeverPull", "never pull"),
+            &lim(),
+        )
+        .failure
+        .unwrap();
+        assert_eq!((f.code, f.after), ("k8s_image_not_present", Duration::ZERO));
+        let f = view(
+            &waiting("write-prompt", "busybox:nope", "ErrImagePull", "not found"),
+            &lim(),
+        )
+        .failure
+        .unwrap();
+        assert!(f.message.contains("write-prompt") && f.hint.contains("initImage"));
+    }
+
+    #[test]
+    fn a_missing_secret_is_a_config_error_with_the_kubelets_words() {
+        let limits = Limits {
+            start_grace: Duration::from_secs(7),
+            ..lim()
+        };
+        let f = view(
+            &waiting(
+                "write-prompt",
+                "busybox",
+                "CreateContainerConfigError",
+                "secret \"nope\" not found",
+            ),
+            &limits,
+        )
+        .failure
+        .unwrap();
+        assert_eq!(f.code, "k8s_container_config_error");
+        assert!(
+            f.message.contains("secret \"nope\" not found"),
+            "{}",
+            f.message
+        );
+        assert!(f.hint.contains("Secret or ConfigMap"));
+        assert_eq!(f.after, Duration::from_secs(7));
     }
 
     #[test]
     fn unschedulable_is_progress_first_and_a_failure_only_later() {
+        let limits = Limits {
+            pending_timeout: Duration::from_secs(9),
+            ..lim()
+        };
         let v = view(&serde_json::from_value::<Pod>(json!({"metadata": {"name": "p"}, "spec": {"containers": []},
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity."}]}})).unwrap());
+            "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity."}]}})).unwrap(), &limits);
         assert!(v.progress.unwrap().contains("didn't match"));
-        assert_eq!(v.failure.unwrap().after, PENDING_TIMEOUT);
+        let f = v.failure.unwrap();
+        assert_eq!(f.after, Duration::from_secs(9));
+        assert!(f.message.contains("for 9s: 0/1 nodes"), "{}", f.message);
+        assert!(f.hint.contains("nodeSelector"));
     }
 
     #[test]
-    fn running_and_evicted() {
-        let v = view(&pod(
-            json!({"containerStatuses": [{"name": "claude", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+    fn running_evicted_and_disrupted() {
+        let v = view(
+            &pod(
+                json!({"containerStatuses": [{"name": "claude", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
             "state": {"running": {}}}]}),
-        ));
-        assert!(v.claude_running && v.failure.is_none());
-        let v = view(&pod(
-            json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}),
-        ));
-        assert_eq!(v.failure.unwrap().code, "k8s_pod_disrupted");
+            ),
+            &lim(),
+        );
+        assert!(v.claude_running && v.failure.is_none() && !v.deleting);
+        // Evicted while claude ran: a disruption, not claude's exit code.
+        let v = view(
+            &pod(
+                json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
+                "containerStatuses": [{"name": "claude", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}),
+            ),
+            &lim(),
+        );
+        assert!(v.claude_end.is_none());
+        let f = v.failure.unwrap();
+        assert_eq!(f.code, "k8s_pod_evicted");
+        assert!(
+            f.message.contains("low on resource: memory"),
+            "{}",
+            f.message
+        );
+        let v = view(
+            &pod(
+                json!({"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}]}),
+            ),
+            &lim(),
+        );
+        let f = v.failure.unwrap();
+        assert_eq!(f.code, "k8s_pod_disrupted");
+        assert!(f.message.contains("EvictionByEvictionAPI"));
+    }
+
+    #[test]
+    fn a_deleted_pod_is_noticed() {
+        let p: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p", "deletionTimestamp": "2026-11-25T08:00:00Z"},
+            "spec": {"containers": []}, "status": {}}),
+        )
+        .unwrap();
+        assert!(view(&p, &lim()).deleting);
     }
 }

@@ -31,7 +31,7 @@ use crate::pod_facts::PodFacts;
 use crate::pod_state::{self, PodFailure};
 use crate::serve::protocol::ExecuteParams;
 use crate::sink::Sink;
-use crate::stream_json::Transcript;
+use crate::stream_json::{self, Transcript};
 
 /// Shared by every run of a serve process.
 #[derive(Default)]
@@ -44,10 +44,37 @@ pub struct Services {
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a cancel or cleanup waits for the run's pods to be gone, beyond their termination grace.
 const POD_GONE_SLACK: Duration = Duration::from_secs(30);
+/// How long claude may take to exit after its final `result` line before it is stopped (claude_local's
+/// `terminalResultCleanupGraceMs` is 5 s; a pod also flushes its log). `CLAUDE_K8S_RESULT_GRACE_SEC` overrides.
+const RESULT_GRACE: Duration = Duration::from_secs(10);
+
+/// The time limits of a run, from the serve process's environment (see docs/protocol.md).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    pod: pod_state::Limits,
+    result_grace: Duration,
+}
+
+impl Timing {
+    fn from_env() -> Self {
+        Self {
+            pod: pod_state::Limits::from_env(),
+            result_grace: pod_state::env_secs("CLAUDE_K8S_RESULT_GRACE_SEC")
+                .unwrap_or(RESULT_GRACE),
+        }
+    }
+}
 
 /// A failed result that never reached Claude.
 pub fn failure(code: &str, message: impl Into<String>) -> Value {
     json!({"exitCode": null, "signal": null, "timedOut": false, "errorCode": code, "errorMessage": message.into()})
+}
+
+/// A failed result with a hint: the message ends with it, and `errorMeta.hint` carries it alone.
+pub fn failure_with_hint(code: &str, message: &str, hint: &str) -> Value {
+    let mut r = failure(code, format!("{message}. Hint: {hint}"));
+    r["errorMeta"] = json!({"hint": hint});
+    r
 }
 
 pub async fn execute(
@@ -82,6 +109,7 @@ pub async fn execute(
         kube: &kube,
         namespace: &namespace,
         sink,
+        timing: Timing::from_env(),
     };
 
     let resume = match invocation::resumable_session(&params, &config) {
@@ -112,6 +140,7 @@ struct Run<'a> {
     kube: &'a KubeCtx,
     namespace: &'a str,
     sink: &'a Sink,
+    timing: Timing,
 }
 
 struct Attempt {
@@ -124,8 +153,35 @@ struct Attempt {
 enum Stop {
     Ended(ContainerEnd),
     Cancelled,
+    /// `timeoutSec` passed; the agent was stopped and its last lines collected.
     TimedOut,
-    Failed(&'static str, String),
+    /// Claude printed its final `result` but did not exit; it was stopped.
+    StoppedAfterResult(Option<ContainerEnd>),
+    Failed(Failed),
+}
+
+/// A run that failed around the agent: a code, words, and what to do.
+struct Failed {
+    code: &'static str,
+    message: String,
+    hint: Option<String>,
+}
+
+impl Failed {
+    fn new(code: &'static str, message: String, hint: Option<&str>) -> Self {
+        Self {
+            code,
+            message,
+            hint: hint.map(str::to_owned),
+        }
+    }
+}
+
+/// Why the adapter is stopping the agent itself (the Job is being deleted; the loop waits for the container).
+#[derive(Clone, Copy, PartialEq)]
+enum Stopping {
+    Timeout,
+    AfterResult,
 }
 
 impl Attempt {
@@ -205,29 +261,44 @@ impl Run<'_> {
                 self.cleanup(&job_name, false).await;
                 (outcome::finished(&end, &transcript, &run_facts), Some(exit))
             }
+            Stop::StoppedAfterResult(end) => {
+                self.cleanup(&job_name, true).await;
+                let end = end.unwrap_or(ContainerEnd {
+                    exit_code: 143,
+                    reason: Some("Stopped".into()),
+                    ..Default::default()
+                });
+                let mut r = outcome::finished(&end, &transcript, &run_facts);
+                if let Some(Value::Object(rj)) = r.get_mut("resultJson") {
+                    rj.insert(
+                        "unmanagedBackgroundTask".into(),
+                        json!({"stoppedAfterResultSec": self.timing.result_grace.as_secs(), "by": "claude-k8s"}),
+                    );
+                }
+                (r, Some(end.exit_code))
+            }
             Stop::Cancelled => {
                 sink.progress(&format!("cancelling: deleting Job {job_name}"));
                 let gone = self.cleanup(&job_name, true).await;
                 (cancelled_result(!gone), None)
             }
             Stop::TimedOut => {
-                sink.progress(&format!(
-                    "timed out after {}s: stopping Job {job_name}",
-                    config.timeout_sec
-                ));
                 self.cleanup(&job_name, true).await;
-                let mut r = failure(
-                    "timeout",
-                    format!("Timed out after {}s", config.timeout_sec),
-                );
-                r["timedOut"] = json!(true);
-                r["clearSession"] = json!(retry_after_unknown);
-                (r, None)
+                (
+                    outcome::timed_out(config.timeout_sec, &transcript, &run_facts),
+                    None,
+                )
             }
-            Stop::Failed(code, message) => {
+            Stop::Failed(f) => {
+                let message = outcome::with_last_lines(&f.message, &transcript);
                 sink.warn(&message);
                 self.cleanup(&job_name, true).await;
-                (failure(code, message), None)
+                let mut r = match &f.hint {
+                    Some(hint) => failure_with_hint(f.code, &message, hint),
+                    None => failure(f.code, message),
+                };
+                r["clearSession"] = json!(retry_after_unknown);
+                (r, None)
             }
         };
         Attempt {
@@ -333,23 +404,61 @@ impl Run<'_> {
             .then(|| Instant::now() + Duration::from_secs(self.config.timeout_sec));
         let mut pending_failure: Option<(PodFailure, Instant)> = None;
         let mut last_progress: Option<String> = None;
+        // Set once the Job is being deleted (by the adapter for a timeout or after the result, or by someone
+        // else): the loop then waits for the claude container to end, so its last lines arrive, until the time.
+        let mut stopping: Option<(Stopping, Instant)> = None;
+        // When claude should have exited after its final result line.
+        let mut result_at: Option<Instant> = None;
+        let mut pod_deleting = false;
 
         let stop = loop {
-            let failure_at = pending_failure.as_ref().map(|(f, since)| *since + f.after);
+            let active = stopping.is_none();
+            let failure_at = pending_failure
+                .as_ref()
+                .filter(|_| active)
+                .map(|(f, since)| *since + f.after);
+            let give_up_at = stopping.map(|(_, at)| at);
             tokio::select! {
                 _ = cancel.cancelled() => break Stop::Cancelled,
-                _ = sleep_until(deadline) => break Stop::TimedOut,
+                _ = sleep_until(deadline.filter(|_| active)) => {
+                    self.sink.progress(&format!(
+                        "timed out after {}s: stopping claude (it has {}s to exit), then collecting its last lines",
+                        self.config.timeout_sec, self.config.grace_sec
+                    ));
+                    stopping = Some((Stopping::Timeout, self.begin_stop(job_name).await));
+                }
+                _ = sleep_until(result_at.filter(|_| active)) => {
+                    self.sink.progress(&format!(
+                        "claude printed its result but has not exited {}s later (a background process keeps it \
+                         running?): stopping it; the run keeps that result",
+                        self.timing.result_grace.as_secs()
+                    ));
+                    stopping = Some((Stopping::AfterResult, self.begin_stop(job_name).await));
+                }
+                _ = sleep_until(give_up_at) => {
+                    let (why, _) = stopping.expect("a give-up time implies stopping");
+                    self.sink.warn("claude did not exit in time after the stop; its last lines may be missing");
+                    break stopped(why, None);
+                }
                 _ = sleep_until(failure_at) => {
                     let (f, _) = pending_failure.take().expect("a deadline implies a failure");
-                    break Stop::Failed(f.code, f.message);
+                    break Stop::Failed(Failed::new(f.code, f.message, Some(&f.hint)));
                 }
                 Some(line) = line_rx.recv() => {
                     transcript.push_line(&line);
                     self.sink.stdout_line(&line);
+                    if let Some(note) = stream_json::progress_note(&line) {
+                        self.sink.progress(&note);
+                    }
+                    result_at = match (transcript.awaiting_exit, result_at) {
+                        (true, None) => Some(Instant::now() + self.timing.result_grace),
+                        (true, at) => at,
+                        (false, _) => None,
+                    };
                 }
                 event = pod_events.next() => match event {
                     Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => {
-                        let view = pod_state::view(&pod);
+                        let view = pod_state::view(&pod, &self.timing.pod);
                         if view.progress.is_some() && view.progress != last_progress {
                             self.sink.progress(view.progress.as_deref().unwrap_or_default());
                             last_progress = view.progress.clone();
@@ -361,7 +470,20 @@ impl Run<'_> {
                         }
                         if let Some(end) = view.claude_end {
                             let _ = terminated_tx.send(true);
-                            break Stop::Ended(end);
+                            break match stopping {
+                                Some((why, _)) => stopped(why, Some(end)),
+                                None if view.deleting => {
+                                    Stop::Failed(self.deleted_externally(job_name, Some(&end)).await)
+                                }
+                                None => Stop::Ended(end),
+                            };
+                        }
+                        if view.deleting && active && !pod_deleting {
+                            pod_deleting = true;
+                            self.sink.progress(&format!(
+                                "pod {} is being deleted",
+                                pod.metadata.name.as_deref().unwrap_or("?")
+                            ));
                         }
                         pending_failure = match (view.failure, pending_failure.take()) {
                             (Some(f), Some((old, since))) if old.code == f.code => Some((f, since)),
@@ -369,24 +491,55 @@ impl Run<'_> {
                             (None, _) => None,
                         };
                     }
-                    Some(Ok(Event::Delete(pod))) => {
-                        let name = pod.metadata.name.unwrap_or_default();
-                        break Stop::Failed("k8s_pod_deleted", format!("pod {name} of Job {job_name} was deleted before claude finished"));
+                    Some(Ok(Event::Delete(_))) => {
+                        break match stopping {
+                            Some((why, _)) => stopped(why, None),
+                            None => Stop::Failed(self.deleted_externally(job_name, None).await),
+                        };
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => tracing::debug!(error = %e, "pod watch error; the watcher retries"),
-                    None => break Stop::Failed("k8s_watch_ended", "the pod watch ended unexpectedly".into()),
+                    None => break Stop::Failed(Failed::new("k8s_watch_ended", "the pod watch ended unexpectedly".into(), None)),
                 },
                 event = job_events.next() => match event {
-                    Some(Ok(None)) => break Stop::Failed(
-                        "k8s_job_deleted_externally",
-                        format!("Job {job_name} was deleted by someone else before claude finished"),
-                    ),
+                    Some(Ok(job)) if stopping.is_none()
+                        && job.as_ref().is_none_or(|j| j.metadata.deletion_timestamp.is_some()) =>
+                    {
+                        // Someone else deleted the Job: its pod is being stopped. Wait (bounded) for claude to
+                        // end so its last lines and exit code are part of the report.
+                        self.sink.progress(&format!("Job {job_name} was deleted by someone else; waiting for claude to stop"));
+                        let give_up = Instant::now() + Duration::from_secs(self.config.grace_sec) + POD_GONE_SLACK;
+                        let end_wait = tokio::time::sleep_until(give_up);
+                        tokio::pin!(end_wait);
+                        // Keep draining lines and pod events until the pod's end, in a small inner loop.
+                        let end = loop {
+                            tokio::select! {
+                                _ = &mut end_wait => break None,
+                                _ = cancel.cancelled() => break None,
+                                Some(line) = line_rx.recv() => {
+                                    transcript.push_line(&line);
+                                    self.sink.stdout_line(&line);
+                                }
+                                event = pod_events.next() => match event {
+                                    Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => {
+                                        if let Some(end) = pod_state::view(&pod, &self.timing.pod).claude_end {
+                                            break Some(end);
+                                        }
+                                    }
+                                    Some(Ok(Event::Delete(_))) | None => break None,
+                                    _ => {}
+                                },
+                            }
+                        };
+                        let _ = terminated_tx.send(true);
+                        break Stop::Failed(job_deleted_failure(job_name, end.as_ref()));
+                    }
                     Some(Ok(Some(job))) => {
                         if let Some(reason) = failed_reason(&job) {
-                            break Stop::Failed("k8s_job_failed", format!("Job {job_name} failed: {reason}"));
+                            break Stop::Failed(Failed::new("k8s_job_failed", format!("Job {job_name} failed: {reason}"), None));
                         }
                     }
+                    Some(Ok(None)) => {}
                     Some(Err(e)) => tracing::debug!(error = %e, "job watch error; the watcher retries"),
                     None => {}
                 },
@@ -413,6 +566,47 @@ impl Run<'_> {
             }
         }
         stop
+    }
+
+    /// Stops the agent: deletes the Job (Background propagation), so the garbage collector deletes the pod with
+    /// its termination grace (`graceSec`): claude gets SIGTERM, then SIGKILL. Returns when to give up waiting.
+    async fn begin_stop(&self, job_name: &str) -> Instant {
+        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        if let Err(e) = jobs.delete(job_name, &dp).await
+            && !is_not_found(&e)
+        {
+            self.sink
+                .warn(&api_error(&format!("delete Job {job_name}"), &e));
+        }
+        Instant::now() + Duration::from_secs(self.config.grace_sec) + POD_GONE_SLACK
+    }
+
+    /// The pod went away (or claude was stopped) while nobody in this run asked for it: find out whether the Job
+    /// was deleted (then the pod with it) or only the pod.
+    async fn deleted_externally(&self, job_name: &str, end: Option<&ContainerEnd>) -> Failed {
+        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        match jobs.get_opt(job_name).await {
+            Ok(None) => job_deleted_failure(job_name, end),
+            Ok(Some(j)) if j.metadata.deletion_timestamp.is_some() => {
+                job_deleted_failure(job_name, end)
+            }
+            _ => Failed::new(
+                "k8s_pod_deleted",
+                format!(
+                    "the pod of Job {job_name} was deleted by someone else before claude finished{}",
+                    end.map(|e| format!(" ({})", outcome::describe_end(e)))
+                        .unwrap_or_default()
+                ),
+                Some(
+                    "an operator (kubectl delete pod), a node drain or a controller removed the pod; run the \
+                     heartbeat again",
+                ),
+            ),
+        }
     }
 
     /// Deletes the run's Job (its pods with it) and Secret unless `retainJobs`; with `force`, always, and waits
@@ -455,6 +649,28 @@ impl Run<'_> {
         }
         gone
     }
+}
+
+fn stopped(why: Stopping, end: Option<ContainerEnd>) -> Stop {
+    match why {
+        Stopping::Timeout => Stop::TimedOut,
+        Stopping::AfterResult => Stop::StoppedAfterResult(end),
+    }
+}
+
+fn job_deleted_failure(job_name: &str, end: Option<&ContainerEnd>) -> Failed {
+    Failed::new(
+        "k8s_job_deleted_externally",
+        format!(
+            "Job {job_name} was deleted by someone else before claude finished{}",
+            end.map(|e| format!(" ({})", outcome::describe_end(e)))
+                .unwrap_or_default()
+        ),
+        Some(
+            "something else deleted the Job: an operator (kubectl delete job), `claude-k8s gc`, or a cleanup \
+             policy in the namespace; run the heartbeat again",
+        ),
+    )
 }
 
 /// Waits, by watch, until the Job's pods are gone (Background propagation has the garbage collector delete them

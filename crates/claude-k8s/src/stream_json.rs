@@ -30,7 +30,19 @@ pub struct Transcript {
     pub non_json_lines: u64,
     /// The last few lines that were not stream-json (usually Claude's stderr), for error messages.
     pub last_plain_lines: Vec<String>,
+    /// The last few lines of any kind (truncated), for a run that had to be stopped.
+    pub last_lines: Vec<String>,
+    /// A `result` line that ends the run was the last event: Claude should exit now. A zero-turn `result`
+    /// (stale background-task notifications on `--resume`, before the real prompt) does not count, and a new
+    /// turn after it (assistant, user, `system/init`) clears it.
+    pub awaiting_exit: bool,
+    /// Zero-turn `result` lines seen.
+    pub zero_turn_results: u32,
 }
+
+/// How many lines [`Transcript::last_lines`] keeps, and how much of each.
+const LAST_LINES: usize = 10;
+const LAST_LINE_CHARS: usize = 2000;
 
 impl Transcript {
     pub fn push_line(&mut self, line: &str) {
@@ -39,10 +51,15 @@ impl Transcript {
             return;
         }
         self.lines += 1;
+        self.last_lines
+            .push(line.chars().take(LAST_LINE_CHARS).collect());
+        if self.last_lines.len() > LAST_LINES {
+            self.last_lines.remove(0);
+        }
         let Ok(Value::Object(event)) = serde_json::from_str::<Value>(line) else {
             self.non_json_lines += 1;
             self.last_plain_lines
-                .push(line.chars().take(2000).collect());
+                .push(line.chars().take(LAST_LINE_CHARS).collect());
             if self.last_plain_lines.len() > 20 {
                 self.last_plain_lines.remove(0);
             }
@@ -85,10 +102,47 @@ impl Transcript {
             }
             (Some("result"), _) => {
                 self.session_id = str_field("session_id").or(self.session_id.take());
-                self.result = Some(event);
+                let zero_turn = is_zero_turn_result(&event);
+                if zero_turn {
+                    self.zero_turn_results += 1;
+                }
+                // A zero-turn result does not replace a real one, nor end the run.
+                if !zero_turn || self.result.is_none() {
+                    self.result = Some(event);
+                }
+                self.awaiting_exit = !zero_turn;
+                return;
             }
             _ => {}
         }
+        // A new turn (the model or a tool speaking) means the result was not the end. Background-task
+        // bookkeeping (`system/task_notification`, `task_updated`, ...) after the result does not.
+        let new_turn = match str_field("type").as_deref() {
+            Some("assistant" | "user" | "stream_event") => true,
+            Some("system") => str_field("subtype").as_deref() == Some("init"),
+            _ => false,
+        };
+        if new_turn {
+            self.awaiting_exit = false;
+        }
+    }
+
+    /// The HTTP status of the model API error that ended the run, if any.
+    pub fn api_error_status(&self) -> Option<u64> {
+        let r = self.result.as_ref()?;
+        ["api_error_status", "error_status"]
+            .iter()
+            .find_map(|k| r.get(*k)?.as_u64())
+    }
+
+    /// The model refused (claude_local's `claude_refusal`).
+    pub fn is_refusal(&self) -> bool {
+        let Some(r) = &self.result else {
+            return false;
+        };
+        ["subtype", "stop_reason", "stopReason"]
+            .iter()
+            .any(|k| r.get(*k).and_then(Value::as_str) == Some("refusal"))
     }
 
     pub fn assistant_summary(&self) -> String {
@@ -241,6 +295,60 @@ impl Transcript {
     }
 }
 
+/// A `result` line with `num_turns: 0` that is not an error: on `--resume`, Claude reports stale background-task
+/// notifications this way before it starts on the prompt (paperclipai/paperclip#13322).
+fn is_zero_turn_result(event: &Map<String, Value>) -> bool {
+    event.get("num_turns").and_then(Value::as_u64) == Some(0)
+        && !event
+            .get("is_error")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+}
+
+/// A progress sentence for a line that deserves one: `system/api_retry` (the CLI waiting to retry the model
+/// API), e.g. "model API rate-limited (429), retry 3 of 10 in 2.2 s".
+pub fn progress_note(line: &str) -> Option<String> {
+    if !line.contains("api_retry") {
+        return None;
+    }
+    let event: Value = serde_json::from_str(line.trim()).ok()?;
+    if event.get("type")?.as_str()? != "system" || event.get("subtype")?.as_str()? != "api_retry" {
+        return None;
+    }
+    let status = event
+        .get("error_status")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let what = match status {
+        429 => "rate-limited".to_owned(),
+        529 => "overloaded".to_owned(),
+        401 | 403 => "refused the credentials".to_owned(),
+        0 => "unreachable".to_owned(),
+        s if s >= 500 => "failing".to_owned(),
+        _ => "returned an error".to_owned(),
+    };
+    let status = if status > 0 {
+        format!(" ({status})")
+    } else {
+        event
+            .get("error")
+            .and_then(Value::as_str)
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    };
+    let n = |k: &str| event.get(k).and_then(Value::as_u64);
+    let attempt = n("attempt")
+        .map(|a| match n("max_retries") {
+            Some(max) => format!(", retry {a} of {max}"),
+            None => format!(", retry {a}"),
+        })
+        .unwrap_or_default();
+    let delay = n("retry_delay_ms")
+        .map(|ms| format!(" in {:.1} s", ms as f64 / 1000.0))
+        .unwrap_or_default();
+    Some(format!("model API {what}{status}{attempt}{delay}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,5 +433,79 @@ mod tests {
         assert_eq!(t.last_plain_lines, ["Error: something broke"]);
         assert!(t.is_max_turns());
         assert_eq!(t.summary(), "");
+    }
+
+    #[test]
+    fn api_retry_lines_become_progress() {
+        let text = std::fs::read_to_string(format!(
+            "{}/../../../shared/fixtures/claude-2.1.328/api-retry-lines-429.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let notes: Vec<String> = text.lines().filter_map(progress_note).collect();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert_eq!(
+            notes[2],
+            "model API rate-limited (429), retry 3 of 10 in 2.2 s"
+        );
+        assert_eq!(
+            progress_note(r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":1,"retry_delay_ms":606,"error_status":529}"#).unwrap(),
+            "model API overloaded (529), retry 1 of 1 in 0.6 s"
+        );
+        assert!(progress_note(r#"{"type":"assistant","text":"api_retry"}"#).is_none());
+        assert!(progress_note("api_retry but not json").is_none());
+    }
+
+    #[test]
+    fn a_final_result_awaits_exit_and_zero_turn_results_do_not() {
+        let mut t = fixture("text-reply.jsonl");
+        assert!(
+            t.awaiting_exit,
+            "the last line of a normal run is its result"
+        );
+        assert_eq!(t.zero_turn_results, 0);
+        // On --resume: a zero-turn result before the real work is neither the end nor the result.
+        let mut r = Transcript::default();
+        r.push_line(r#"{"type":"system","subtype":"init","session_id":"s"}"#);
+        r.push_line(r#"{"type":"result","subtype":"success","is_error":false,"num_turns":0,"result":"","session_id":"s"}"#);
+        assert!(!r.awaiting_exit);
+        assert_eq!(r.zero_turn_results, 1);
+        r.push_line(
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"working"}]}}"#,
+        );
+        assert!(!r.awaiting_exit);
+        r.push_line(r#"{"type":"result","subtype":"success","is_error":false,"num_turns":2,"result":"real"}"#);
+        assert!(r.awaiting_exit);
+        r.push_line(
+            r#"{"type":"result","subtype":"success","is_error":false,"num_turns":0,"result":""}"#,
+        );
+        assert_eq!(
+            r.summary(),
+            "real",
+            "a later zero-turn result does not replace the real one"
+        );
+        // Background-task bookkeeping after the result does not revive the run; more work does.
+        t.push_line(r#"{"type":"system","subtype":"task_notification","status":"completed"}"#);
+        assert!(t.awaiting_exit);
+        t.push_line(r#"{"type":"assistant","message":{"content":[]}}"#);
+        assert!(!t.awaiting_exit);
+        // A plain (stderr) line after the result does not revive or clear it.
+        let mut p = Transcript::default();
+        p.push_line(
+            r#"{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"x"}"#,
+        );
+        p.push_line("some stderr");
+        assert!(p.awaiting_exit);
+        assert_eq!(p.last_lines.len(), 2);
+    }
+
+    #[test]
+    fn error_status_and_refusal() {
+        let t = fixture("error-429-max-retries-1.jsonl");
+        assert_eq!(t.api_error_status(), Some(429));
+        assert!(!t.is_refusal());
+        let mut r = Transcript::default();
+        r.push_line(r#"{"type":"result","subtype":"success","is_error":false,"num_turns":1,"stop_reason":"refusal","result":"no"}"#);
+        assert!(r.is_refusal());
     }
 }

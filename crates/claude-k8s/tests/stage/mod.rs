@@ -1,6 +1,9 @@
 //! Test support for the real stage: its facts (target/testcluster/stage.env), clients, and a driver for the
 //! real `claude-k8s serve` binary.
 
+// Each test binary (cluster, cluster_config) uses a different subset of these helpers.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -235,8 +238,14 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(stage: &Stage) -> Self {
+        Self::start_with_env(stage, &[])
+    }
+
+    /// Like [`Serve::start`], with extra environment for the serve process (e.g. shorter time limits).
+    pub fn start_with_env(stage: &Stage, env: &[(&str, &str)]) -> Self {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
             .arg("serve")
+            .envs(env.iter().copied())
             .env("CLAUDE_K8S_SELF_POD", "paperclip/paperclip")
             .env("KUBECONFIG", &stage.limited_kubeconfig)
             .env("CLAUDE_K8S_LOG", "info")
