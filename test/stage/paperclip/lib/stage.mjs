@@ -66,7 +66,7 @@ export async function api(method, route, body, { expect, timeoutMs = 150_000 } =
         `--- server log ---\n${serverLogTail()}`,
     );
   }
-  return { status: response.status, json, text };
+  return { status: response.status, json, text, headers: response.headers };
 }
 
 /** The fake Messages API binary on 127.0.0.1 (pods reach it through host networking). */
