@@ -61,11 +61,21 @@ impl PodFacts {
             .find_map(|m| volume_named(&m.name)?.persistent_volume_claim.as_ref())
             .map(|pvc| pvc.claim_name.clone());
 
+        let service_account = spec
+            .service_account_name
+            .clone()
+            .or_else(|| spec.service_account.clone())
+            .unwrap_or_else(|| "default".into());
         let secret_volumes = mounts
             .iter()
             .filter_map(|m| {
                 let v = volume_named(&m.name)?;
-                v.secret.as_ref()?;
+                let secret = v.secret.as_ref()?;
+                // The server's own service-account token: a Secret volume on clusters with legacy tokens (before
+                // 1.24, or a token Secret mounted by hand). Never the agent's.
+                if is_service_account_token(m, secret.secret_name.as_deref(), &service_account) {
+                    return None;
+                }
                 let mount = VolumeMount {
                     read_only: Some(true),
                     ..m.clone()
@@ -102,10 +112,55 @@ impl PodFacts {
         }
     }
 
+    /// Secrets and ConfigMaps the inherited volumes, env and envFrom refer to by name: they must exist in the Jobs'
+    /// namespace too.
+    pub fn referenced_objects(&self) -> (Vec<String>, Vec<String>) {
+        let mut secrets = std::collections::BTreeSet::new();
+        let mut config_maps = std::collections::BTreeSet::new();
+        for (v, _) in &self.secret_volumes {
+            if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+                secrets.insert(name);
+            }
+        }
+        for e in self.env.iter().filter_map(|e| e.value_from.as_ref()) {
+            if let Some(r) = &e.secret_key_ref {
+                secrets.insert(r.name.clone());
+            }
+            if let Some(r) = &e.config_map_key_ref {
+                config_maps.insert(r.name.clone());
+            }
+        }
+        for e in &self.env_from {
+            if let Some(r) = &e.secret_ref {
+                secrets.insert(r.name.clone());
+            }
+            if let Some(r) = &e.config_map_ref {
+                config_maps.insert(r.name.clone());
+            }
+        }
+        (
+            secrets.into_iter().collect(),
+            config_maps.into_iter().collect(),
+        )
+    }
+
     /// The value of a literal env var of the server container.
     pub fn literal_env(&self, name: &str) -> Option<&str> {
         self.env.iter().find(|e| e.name == name)?.value.as_deref()
     }
+}
+
+/// Where Kubernetes mounts a pod's service-account token; a Secret volume there, or one named like the legacy
+/// token Secrets of the pod's service account (`<account>-token-<suffix>`), is the server's identity.
+const TOKEN_MOUNT_PREFIX: &str = "/var/run/secrets/kubernetes.io/";
+
+fn is_service_account_token(
+    mount: &VolumeMount,
+    secret_name: Option<&str>,
+    service_account: &str,
+) -> bool {
+    mount.mount_path.starts_with(TOKEN_MOUNT_PREFIX)
+        || secret_name.is_some_and(|n| n.starts_with(&format!("{service_account}-token-")))
 }
 
 #[cfg(test)]
@@ -127,6 +182,8 @@ pub(crate) mod tests {
                     {"name": "data", "persistentVolumeClaim": {"claimName": "paperclip-data"}},
                     {"name": "keys", "secret": {"secretName": "paperclip-secrets"}},
                     {"name": "kube-api-access-x", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+                    {"name": "paperclip-token-7xk2p", "secret": {"secretName": "paperclip-token-7xk2p"}},
+                    {"name": "legacy-token", "secret": {"secretName": "paperclip-token-abcde"}},
                     {"name": "istio-envoy", "emptyDir": {}}
                 ],
                 "initContainers": [{"name": "istio-init", "image": "istio/proxyv2"}],
@@ -147,7 +204,9 @@ pub(crate) mod tests {
                      "volumeMounts": [
                         {"name": "data", "mountPath": "/paperclip"},
                         {"name": "keys", "mountPath": "/etc/keys"},
-                        {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+                        {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                        {"name": "paperclip-token-7xk2p", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true},
+                        {"name": "legacy-token", "mountPath": "/etc/sa-token"}
                      ]}
                 ]
             }
@@ -189,6 +248,50 @@ pub(crate) mod tests {
             Some("http://paperclip.paperclip.svc:3100")
         );
         assert_eq!(f.env_from.len(), 1);
+    }
+
+    #[test]
+    fn no_service_account_token_is_inherited_projected_or_legacy_secret() {
+        let f = PodFacts::from_pod(&paperclip_pod());
+        let names: Vec<_> = f
+            .secret_volumes
+            .iter()
+            .map(|(v, _)| v.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["keys"],
+            "neither the projected token nor a legacy token Secret"
+        );
+        assert!(
+            f.secret_volumes
+                .iter()
+                .all(|(_, m)| !m.mount_path.starts_with("/var/run/secrets/kubernetes.io"))
+        );
+    }
+
+    #[test]
+    fn a_token_secret_of_another_account_at_the_token_path_is_still_dropped() {
+        let mut pod = paperclip_pod();
+        let spec = pod.spec.as_mut().unwrap();
+        spec.service_account_name = None;
+        let f = PodFacts::from_pod(&pod);
+        // `paperclip-token-7xk2p` is dropped by its mount path; `legacy-token` (mounted elsewhere) is not a
+        // token of the pod's account (`default`) any more, so it counts as an ordinary Secret volume.
+        let names: Vec<_> = f
+            .secret_volumes
+            .iter()
+            .map(|(v, _)| v.name.as_str())
+            .collect();
+        assert_eq!(names, ["keys", "legacy-token"]);
+    }
+
+    #[test]
+    fn referenced_secrets_and_config_maps_are_listed() {
+        let f = PodFacts::from_pod(&paperclip_pod());
+        let (secrets, config_maps) = f.referenced_objects();
+        assert_eq!(secrets, ["paperclip-secrets"]);
+        assert_eq!(config_maps, ["paperclip-config"]);
     }
 
     #[test]
