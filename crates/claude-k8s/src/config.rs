@@ -134,9 +134,9 @@ impl AgentConfig {
             kubeconfig: cfg.string("kubeconfig")?,
             service_account_name: cfg.string("serviceAccountName")?,
             resources,
-            node_selector: cfg.string_map("nodeSelector")?,
+            node_selector: cfg.label_map("nodeSelector")?,
             tolerations: cfg.tolerations("tolerations")?,
-            labels: cfg.string_map("labels")?,
+            labels: cfg.label_map("labels")?,
             ttl_seconds_after_finished: cfg.non_negative("ttlSecondsAfterFinished")?.unwrap_or(300)
                 as u32,
             retain_jobs: cfg.boolean("retainJobs")?.unwrap_or(false),
@@ -295,6 +295,30 @@ impl Fields<'_> {
             .collect()
     }
 
+    /// A string map whose keys and values Kubernetes accepts as label keys and values (labels, nodeSelector).
+    fn label_map(&self, key: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+        let map = self.string_map(key)?;
+        for (k, v) in &map {
+            if !is_label_key(k) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "`{k}` is not a Kubernetes label key (an optional DNS prefix and `/`, then at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit, e.g. example.com/team)"
+                    ),
+                ));
+            }
+            if !is_label_value(v) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "`{v}` (for `{k}`) is not a Kubernetes label value (at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit, or empty)"
+                    ),
+                ));
+            }
+        }
+        Ok(map)
+    }
+
     fn tolerations(&self, key: &str) -> Result<Vec<Value>, ConfigError> {
         let expected = "expected a JSON array of tolerations such as [{\"key\":\"gpu\",\"operator\":\"Exists\",\"effect\":\"NoSchedule\"}]";
         let items = match self.get(key) {
@@ -332,6 +356,38 @@ impl Fields<'_> {
             Some(_) => Err(invalid(key, expected)),
         }
     }
+}
+
+/// A label value: empty, or at most 63 of `[A-Za-z0-9_.-]`, starting and ending alphanumeric.
+pub fn is_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v.len() <= 63
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
+/// A label key: an optional DNS-subdomain prefix and `/`, then a non-empty label value of at most 63 characters.
+pub fn is_label_key(k: &str) -> bool {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
 }
 
 /// A Kubernetes resource quantity: a decimal number with an optional binary, decimal or exponent suffix.
@@ -463,6 +519,31 @@ mod tests {
         assert_eq!(c.timeout_sec, 30);
         assert!(c.retain_jobs);
         assert_eq!(c.max_turns_per_run, 7);
+    }
+
+    #[test]
+    fn labels_and_node_selectors_must_be_valid_kubernetes_labels() {
+        let c = parse(json!({"labels": {"example.com/team": "core", "tier": ""},
+                             "nodeSelector": {"kubernetes.io/hostname": "node-1.example"}}))
+        .unwrap();
+        assert_eq!(c.labels.get("example.com/team").unwrap(), "core");
+        for field in ["labels", "nodeSelector"] {
+            for bad in [
+                json!({"team": "not a valid value!"}),
+                json!({"bad key!": "x"}),
+                json!({"Upper.Case/x": "y"}),
+                json!({"a/b/c": "y"}),
+                json!({"x": "a".repeat(64)}),
+                json!({"/x": "y"}),
+                json!({"x": "-leading"}),
+            ] {
+                let e = parse(json!({ field: bad })).unwrap_err();
+                assert_eq!(e.field, field, "{bad}");
+                assert!(e.message.contains("Kubernetes label"), "{e}");
+            }
+        }
+        let e = parse(json!({"labels": "team=not valid"})).unwrap_err();
+        assert!(e.message.contains("`not valid` (for `team`)"), "{e}");
     }
 
     #[test]
