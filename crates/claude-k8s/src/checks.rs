@@ -147,7 +147,8 @@ pub const PERMISSIONS: &[Permission] = &[
 ];
 
 impl Permission {
-    fn code(&self) -> String {
+    /// The check's code, e.g. `k8s_rbac_pods_log_get`.
+    pub fn code(&self) -> String {
         let res = if self.subresource.is_empty() {
             self.resource.to_owned()
         } else {
@@ -156,7 +157,8 @@ impl Permission {
         format!("k8s_rbac_{}_{}", res.trim_end_matches('s'), self.verb)
     }
 
-    fn rule(&self) -> String {
+    /// The Role rule that grants it, as the fix names it.
+    pub fn rule(&self) -> String {
         let res = if self.subresource.is_empty() {
             self.resource.to_owned()
         } else {
@@ -185,18 +187,23 @@ impl Checks {
 pub async fn test_environment(services: &Services, params: &TestEnvironmentParams) -> TestResult {
     let mut checks = Checks(Vec::new());
     run_checks(services, params, &mut checks).await;
-    let status = if checks.0.iter().any(|c| c.level == Level::Error) {
+    TestResult {
+        adapter_type: "claude_k8s",
+        status: overall_status(&checks.0),
+        checks: checks.0,
+        tested_at: jiff::Timestamp::now().to_string(),
+    }
+}
+
+/// Paperclip's AdapterEnvironmentTestResult status: `fail` if any check is an error, else `warn` if any warns,
+/// else `pass`.
+pub fn overall_status(checks: &[Check]) -> &'static str {
+    if checks.iter().any(|c| c.level == Level::Error) {
         "fail"
-    } else if checks.0.iter().any(|c| c.level == Level::Warn) {
+    } else if checks.iter().any(|c| c.level == Level::Warn) {
         "warn"
     } else {
         "pass"
-    };
-    TestResult {
-        adapter_type: "claude_k8s",
-        status,
-        checks: checks.0,
-        tested_at: jiff::Timestamp::now().to_string(),
     }
 }
 
@@ -246,6 +253,7 @@ async fn run_checks(services: &Services, params: &TestEnvironmentParams, out: &m
         .or_else(|| (!facts.namespace.is_empty()).then(|| facts.namespace.clone()))
         .unwrap_or_else(|| kube.default_namespace.clone());
     check_namespace(&kube, &namespace, config.namespace.is_some(), out).await;
+    check_inherited_references(&namespace, &facts, out);
     check_permissions(&kube, &namespace, out).await;
     check_pvc(&kube, &namespace, &facts, out).await;
     check_image(&config, &facts, out);
@@ -288,6 +296,38 @@ async fn check_namespace(kube: &KubeCtx, namespace: &str, explicit: bool, out: &
             None,
         ),
     }
+}
+
+/// Jobs in another namespace than the Paperclip pod inherit its Secret and ConfigMap references by name; the
+/// adapter may not read Secrets, so it names what must exist there instead of checking.
+fn check_inherited_references(namespace: &str, facts: &PodFacts, out: &mut Checks) {
+    if facts.namespace.is_empty() || facts.namespace == namespace {
+        return;
+    }
+    let (secrets, config_maps) = facts.referenced_objects();
+    if secrets.is_empty() && config_maps.is_empty() {
+        return;
+    }
+    let mut what = Vec::new();
+    if !secrets.is_empty() {
+        what.push(format!("Secrets {}", secrets.join(", ")));
+    }
+    if !config_maps.is_empty() {
+        what.push(format!("ConfigMaps {}", config_maps.join(", ")));
+    }
+    out.add(
+        "k8s_inherited_refs_other_namespace",
+        Level::Warn,
+        format!(
+            "Jobs run in namespace {namespace}, the Paperclip pod in {}: the {} it inherits must exist in {namespace} too, or the Job pods cannot start",
+            facts.namespace,
+            what.join(" and ")
+        ),
+        Some(format!(
+            "copy them into namespace {namespace} (the adapter cannot read Secrets to check), or run the Jobs in {}",
+            facts.namespace
+        )),
+    );
 }
 
 async fn check_permissions(kube: &KubeCtx, namespace: &str, out: &mut Checks) {
@@ -522,5 +562,139 @@ mod tests {
         );
         let create = &PERMISSIONS[0];
         assert_eq!(create.code(), "k8s_rbac_job_create");
+        let codes: std::collections::BTreeSet<String> =
+            PERMISSIONS.iter().map(Permission::code).collect();
+        assert_eq!(
+            codes.len(),
+            PERMISSIONS.len(),
+            "one distinct code per permission"
+        );
+    }
+
+    /// The flow-style lists of deploy/role.yaml (`key: ["a", "b"]`), one rule per `- apiGroups:` item.
+    fn role_yaml_rules() -> Vec<(String, Vec<String>, Vec<String>)> {
+        let text = include_str!("../../../deploy/role.yaml");
+        let list = |line: &str| -> Vec<String> {
+            let inner = line
+                .split_once('[')
+                .and_then(|(_, rest)| rest.rsplit_once(']'))
+                .map(|(inner, _)| inner)
+                .unwrap_or_else(|| panic!("not a flow list: {line}"));
+            inner
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim_matches('"').to_owned())
+                .collect()
+        };
+        let mut rules = Vec::new();
+        let mut group = None;
+        let mut resources = None;
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let t = line.trim_start_matches(['-', ' ']);
+            if let Some(v) = t.strip_prefix("apiGroups:") {
+                let groups = list(v);
+                assert_eq!(groups.len(), 1, "one API group per rule: {line}");
+                group = Some(groups[0].clone());
+            } else if let Some(v) = t.strip_prefix("resources:") {
+                resources = Some(list(v));
+            } else if let Some(v) = t.strip_prefix("verbs:") {
+                rules.push((
+                    group.take().expect("apiGroups before verbs"),
+                    resources.take().expect("resources before verbs"),
+                    list(v),
+                ));
+            }
+        }
+        rules
+    }
+
+    #[test]
+    fn deploy_role_grants_exactly_the_checked_permissions() {
+        let mut granted = std::collections::BTreeSet::new();
+        for (group, resources, verbs) in role_yaml_rules() {
+            // Cluster-scoped: a Role cannot grant it (documented there); checked implicitly, since every
+            // permission check is a SelfSubjectAccessReview and fails with that hint when it is not allowed.
+            if resources == ["selfsubjectaccessreviews"] {
+                assert_eq!(
+                    (group.as_str(), verbs.as_slice()),
+                    ("authorization.k8s.io", &["create".to_owned()][..])
+                );
+                continue;
+            }
+            for r in &resources {
+                for v in &verbs {
+                    assert!(
+                        granted.insert((group.clone(), r.clone(), v.clone())),
+                        "deploy/role.yaml grants {group}/{r} {v} twice"
+                    );
+                }
+            }
+        }
+        let checked: std::collections::BTreeSet<_> = PERMISSIONS
+            .iter()
+            .map(|p| {
+                let r = if p.subresource.is_empty() {
+                    p.resource.to_owned()
+                } else {
+                    format!("{}/{}", p.resource, p.subresource)
+                };
+                (p.group.to_owned(), r, p.verb.to_owned())
+            })
+            .collect();
+        assert_eq!(checked.len(), PERMISSIONS.len());
+        assert_eq!(
+            granted, checked,
+            "deploy/role.yaml and checks::PERMISSIONS must agree exactly"
+        );
+    }
+
+    #[test]
+    fn each_missing_permission_names_a_rule_that_is_in_deploy_role() {
+        let rules = role_yaml_rules();
+        for p in PERMISSIONS {
+            let rule = p.rule();
+            let res = rule
+                .split("resources: [\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            assert!(
+                rules.iter().any(|(g, rs, vs)| g == p.group
+                    && rs.iter().any(|r| r == res)
+                    && vs.iter().any(|v| v == p.verb)),
+                "{rule} is not granted by deploy/role.yaml"
+            );
+        }
+    }
+
+    fn check(level: Level) -> Check {
+        Check {
+            code: "c".into(),
+            level,
+            message: String::new(),
+            hint: None,
+        }
+    }
+
+    #[test]
+    fn status_is_fail_on_any_error_else_warn_on_any_warning_else_pass() {
+        use Level::*;
+        assert_eq!(overall_status(&[]), "pass");
+        assert_eq!(overall_status(&[check(Info), check(Info)]), "pass");
+        assert_eq!(overall_status(&[check(Info), check(Warn)]), "warn");
+        assert_eq!(
+            overall_status(&[check(Warn), check(Error), check(Info)]),
+            "fail"
+        );
+        // The serialized levels are Paperclip's: info, warn, error.
+        assert_eq!(
+            serde_json::to_value(check(Error)).unwrap()["level"],
+            "error"
+        );
+        assert_eq!(serde_json::to_value(check(Warn)).unwrap()["level"], "warn");
+        assert_eq!(serde_json::to_value(check(Info)).unwrap()["level"], "info");
     }
 }
