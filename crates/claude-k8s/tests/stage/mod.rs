@@ -350,3 +350,66 @@ impl Serve {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
 }
+
+/// One value of target/testcluster/stage.env (e.g. `KUBECTL`).
+pub fn stage_env(key: &str) -> String {
+    let path = repo_root().join("target/testcluster/stage.env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("export ")
+                .unwrap_or(l.trim())
+                .split_once('=')
+        })
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().trim_matches(['"', '\'']).to_owned())
+        .unwrap_or_else(|| panic!("{} lacks {key}", path.display()))
+}
+
+impl Serve {
+    /// Like [`Serve::start`], with another stand-in pod as the adapter's own (`CLAUDE_K8S_SELF_POD`).
+    pub fn start_as_pod(stage: &Stage, self_pod: &str) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
+            .arg("serve")
+            .env("CLAUDE_K8S_SELF_POD", self_pod)
+            .env("KUBECONFIG", &stage.limited_kubeconfig)
+            .env("CLAUDE_K8S_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn claude-k8s serve");
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, messages) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ =
+                    tx.send(serde_json::from_str::<Value>(&line).expect("serve writes JSON lines"));
+            }
+        });
+        Self {
+            child,
+            stdin,
+            messages,
+            records: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Sends `test_environment` as the shim does and returns the AdapterEnvironmentTestResult.
+    pub async fn test_environment(&mut self, config: &Value) -> Value {
+        self.next_id += 1;
+        let id = format!("t{}", self.next_id);
+        let params =
+            json!({"companyId": "company-e2e", "adapterType": "claude_k8s", "config": config});
+        let line =
+            json!({"type": "test_environment", "id": id, "params": params}).to_string() + "\n";
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+        self.records.insert(id.clone(), RunRecord::default());
+        self.wait_result(&id).await.result
+    }
+}
