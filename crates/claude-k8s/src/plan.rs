@@ -609,6 +609,305 @@ mod tests {
         assert_eq!(pod["automountServiceAccountToken"], true);
     }
 
+    fn pod_of(config: Value) -> Value {
+        as_json(&manifests(config, "hi").unwrap().job)["spec"]["template"]["spec"].clone()
+    }
+
+    fn both_containers(pod: &Value) -> [&Value; 2] {
+        [&pod["initContainers"][0], &pod["containers"][0]]
+    }
+
+    // Safe inheritance and the security context, one rule per test, on the real-looking pod of
+    // pod_facts::tests::paperclip_pod (istio sidecar and init, probes, ports, lifecycle hook, projected and legacy
+    // token volumes, selector labels, nodeName, serviceAccountName).
+
+    #[test]
+    fn rule_no_injected_sidecar_or_its_init_container() {
+        let pod = pod_of(json!({}));
+        let names = |key: &str| -> Vec<String> {
+            pod[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(names("containers"), ["claude"]);
+        assert_eq!(names("initContainers"), ["write-prompt"]);
+        assert!(!serde_json::to_string(&pod).unwrap().contains("istio"));
+    }
+
+    #[test]
+    fn rule_no_service_account_token_unless_a_service_account_is_named() {
+        let pod = pod_of(json!({}));
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert!(
+            pod.get("serviceAccountName").is_none(),
+            "not the server's account"
+        );
+        let text = serde_json::to_string(&pod).unwrap();
+        assert!(!text.contains("token"), "no token volume or mount: {text}");
+        assert!(!text.contains("/var/run/secrets/kubernetes.io"));
+        let named = pod_of(json!({"serviceAccountName": "agent-sa"}));
+        assert_eq!(named["serviceAccountName"], "agent-sa");
+        assert_eq!(named["automountServiceAccountToken"], true);
+    }
+
+    #[test]
+    fn rule_no_probes_ports_or_lifecycle_hooks() {
+        let pod = pod_of(json!({}));
+        for c in both_containers(&pod) {
+            for key in [
+                "livenessProbe",
+                "readinessProbe",
+                "startupProbe",
+                "ports",
+                "lifecycle",
+            ] {
+                assert!(c.get(key).is_none(), "{key} on {}", c["name"]);
+            }
+        }
+    }
+
+    #[test]
+    fn rule_no_node_name_and_no_selector_labels() {
+        let j = as_json(&manifests(json!({}), "hi").unwrap().job);
+        assert!(j["spec"]["template"]["spec"].get("nodeName").is_none());
+        for labels in [
+            &j["metadata"]["labels"],
+            &j["spec"]["template"]["metadata"]["labels"],
+        ] {
+            let labels = labels.as_object().unwrap();
+            for server_label in ["app", "pod-template-hash"] {
+                assert!(!labels.contains_key(server_label), "{server_label}");
+            }
+        }
+        assert!(
+            j["spec"].get("selector").is_none(),
+            "the Job controller makes its own selector"
+        );
+    }
+
+    #[test]
+    fn rule_whitelisted_facts_are_inherited() {
+        let pod = pod_of(json!({}));
+        assert_eq!(pod["containers"][0]["image"], "ghcr.io/acme/paperclip:1.2");
+        assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}]));
+        assert_eq!(pod["dnsPolicy"], "None");
+        assert_eq!(pod["dnsConfig"]["nameservers"], json!(["10.0.0.10"]));
+        assert_eq!(
+            pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+            "paperclip-data"
+        );
+        assert_eq!(
+            pod["volumes"][3]["secret"]["secretName"],
+            "paperclip-secrets"
+        );
+        let keys_mount = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "keys")
+            .unwrap();
+        assert_eq!(keys_mount["mountPath"], "/etc/keys");
+        assert_eq!(
+            keys_mount["readOnly"], true,
+            "inherited secrets are read-only"
+        );
+        assert_eq!(
+            pod["containers"][0]["envFrom"][0]["configMapRef"]["name"],
+            "paperclip-config"
+        );
+    }
+
+    #[test]
+    fn rule_runs_as_non_root_1000_1000() {
+        let pod = pod_of(json!({}));
+        let sc = &pod["securityContext"];
+        assert_eq!(
+            (sc["runAsUser"].as_i64(), sc["runAsGroup"].as_i64()),
+            (Some(1000), Some(1000))
+        );
+        assert_eq!(sc["runAsNonRoot"], true);
+        for c in both_containers(&pod) {
+            assert_eq!(c["securityContext"]["runAsNonRoot"], true, "{}", c["name"]);
+        }
+    }
+
+    #[test]
+    fn rule_no_privilege_escalation() {
+        let pod = pod_of(json!({}));
+        for c in both_containers(&pod) {
+            assert_eq!(
+                c["securityContext"]["allowPrivilegeEscalation"], false,
+                "{}",
+                c["name"]
+            );
+            assert!(c["securityContext"].get("privileged").is_none());
+        }
+    }
+
+    #[test]
+    fn rule_all_capabilities_dropped() {
+        let pod = pod_of(json!({}));
+        for c in both_containers(&pod) {
+            assert_eq!(
+                c["securityContext"]["capabilities"],
+                json!({"drop": ["ALL"]}),
+                "{}",
+                c["name"]
+            );
+        }
+    }
+
+    #[test]
+    fn rule_seccomp_runtime_default() {
+        let pod = pod_of(json!({}));
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"],
+            json!({"type": "RuntimeDefault"})
+        );
+    }
+
+    #[test]
+    fn rule_fs_group_1000_changed_only_on_root_mismatch() {
+        let pod = pod_of(json!({}));
+        assert_eq!(pod["securityContext"]["fsGroup"], 1000);
+        assert_eq!(
+            pod["securityContext"]["fsGroupChangePolicy"],
+            "OnRootMismatch"
+        );
+    }
+
+    // One test per Kubernetes field of the config, on the planned Job.
+
+    #[test]
+    fn field_image_overrides_the_inherited_one() {
+        let pod = pod_of(json!({"image": "registry.example/agent:2"}));
+        assert_eq!(pod["containers"][0]["image"], "registry.example/agent:2");
+    }
+
+    #[test]
+    fn field_image_pull_policy_applies_to_both_containers() {
+        for (config, expected) in [
+            (json!({}), "IfNotPresent"),
+            (json!({"imagePullPolicy": "Always"}), "Always"),
+        ] {
+            let pod = pod_of(config);
+            for c in both_containers(&pod) {
+                assert_eq!(c["imagePullPolicy"], expected, "{}", c["name"]);
+            }
+        }
+    }
+
+    #[test]
+    fn field_init_image() {
+        assert_eq!(
+            pod_of(json!({}))["initContainers"][0]["image"],
+            "busybox:1.36"
+        );
+        assert_eq!(
+            pod_of(json!({"initImage": "mirror.example/busybox:1"}))["initContainers"][0]["image"],
+            "mirror.example/busybox:1"
+        );
+    }
+
+    #[test]
+    fn field_resources_defaults_and_overrides_flat_or_nested() {
+        let r = &pod_of(json!({}))["containers"][0]["resources"];
+        assert_eq!(
+            r,
+            &json!({"requests": {"cpu": "1000m", "memory": "2Gi"}, "limits": {"cpu": "4000m", "memory": "8Gi"}})
+        );
+        let flat =
+            pod_of(json!({"resources.requests.cpu": "250m", "resources.limits.memory": "1Gi"}));
+        let nested = pod_of(
+            json!({"resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}}),
+        );
+        assert_eq!(
+            flat["containers"][0]["resources"],
+            nested["containers"][0]["resources"]
+        );
+        assert_eq!(
+            flat["containers"][0]["resources"],
+            json!({"requests": {"cpu": "250m", "memory": "2Gi"}, "limits": {"cpu": "4000m", "memory": "1Gi"}})
+        );
+    }
+
+    #[test]
+    fn field_ttl_timeout_and_grace() {
+        let j = as_json(&manifests(json!({}), "hi").unwrap().job);
+        assert_eq!(j["spec"]["ttlSecondsAfterFinished"], 300);
+        assert!(
+            j["spec"].get("activeDeadlineSeconds").is_none(),
+            "timeoutSec 0: no deadline"
+        );
+        assert_eq!(
+            j["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+            60
+        );
+        let j = as_json(
+            &manifests(
+                json!({"ttlSecondsAfterFinished": 30, "timeoutSec": 600, "graceSec": 10}),
+                "hi",
+            )
+            .unwrap()
+            .job,
+        );
+        assert_eq!(j["spec"]["ttlSecondsAfterFinished"], 30);
+        assert_eq!(j["spec"]["activeDeadlineSeconds"], 600 + 10 + 300);
+        assert_eq!(
+            j["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+            10
+        );
+    }
+
+    #[test]
+    fn field_labels_cannot_override_the_adapters_own() {
+        let j = as_json(
+            &manifests(
+                json!({"labels": {"team": "core", "paperclip.io/agent-id": "spoof"}}),
+                "hi",
+            )
+            .unwrap()
+            .job,
+        );
+        for labels in [
+            &j["metadata"]["labels"],
+            &j["spec"]["template"]["metadata"]["labels"],
+        ] {
+            assert_eq!(labels["team"], "core");
+            assert_eq!(
+                labels["paperclip.io/agent-id"],
+                "0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaaa"
+            );
+        }
+    }
+
+    #[test]
+    fn field_pod_spec_patch_merges_last_and_null_removes() {
+        let pod = pod_of(json!({"podSpecPatch": {
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms":
+                [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["agents"]}]}]}}},
+            "dnsConfig": null,
+            "priorityClassName": "agents"
+        }}));
+        assert_eq!(
+            pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+                [0]["matchExpressions"][0]["key"],
+            "pool"
+        );
+        assert!(
+            pod.get("dnsConfig").is_none(),
+            "null removes an inherited field"
+        );
+        assert_eq!(pod["priorityClassName"], "agents");
+        // Fields the patch does not name keep the plan's values.
+        assert_eq!(pod["containers"][0]["name"], "claude");
+        let err = manifests(json!({"podSpecPatch": {"containers": "nope"}}), "hi").unwrap_err();
+        assert!(matches!(err, PlanError::BadPodSpecPatch(_)), "{err}");
+    }
+
     #[test]
     fn missing_claim_or_image_are_clear_errors() {
         let config = AgentConfig::parse(&serde_json::Map::new()).unwrap();
