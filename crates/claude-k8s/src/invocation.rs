@@ -56,6 +56,15 @@ impl Invocation {
                 .cloned()
                 .or_else(|| facts.literal_env(name).map(str::to_owned))
                 .filter(|v| !v.trim().is_empty())
+                // Set in the Deployment through a Secret or ConfigMap: the value is not known here, but an
+                // operator names these variables only to turn Bedrock on.
+                .or_else(|| {
+                    facts
+                        .env
+                        .iter()
+                        .any(|e| e.name == name && e.value_from.is_some())
+                        .then(|| "1".to_owned())
+                })
         };
         let bedrock = is_bedrock(&env_lookup);
 
@@ -262,11 +271,15 @@ pub fn is_loopback_url(url: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "[" || url.contains("://[::1]")
 }
 
+/// Claude Code's own rule: `CLAUDE_CODE_USE_BEDROCK` truthy (`1`, `true`, `yes`, `on`, any case), or a Bedrock
+/// base URL.
 fn is_bedrock(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
-    matches!(
-        lookup("CLAUDE_CODE_USE_BEDROCK").as_deref(),
-        Some("1") | Some("true")
-    ) || lookup("ANTHROPIC_BEDROCK_BASE_URL").is_some()
+    lookup("CLAUDE_CODE_USE_BEDROCK").is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    }) || lookup("ANTHROPIC_BEDROCK_BASE_URL").is_some()
 }
 
 /// claude_local's `isBedrockModelId`: `<region>.anthropic.<model>` or a Bedrock ARN.
@@ -440,6 +453,45 @@ mod tests {
             "arn:aws:bedrock:us-east-1:1:inference-profile/x"
         ));
         assert!(!is_bedrock_model_id("claude-opus-5"));
+    }
+
+    #[test]
+    fn bedrock_is_detected_from_the_inherited_env_too() {
+        let p = params(base());
+        let c = config(json!({"model": "claude-sonnet-4-6"}));
+        let with_env = |env: Value| {
+            let mut pod = paperclip_pod();
+            let container = &mut pod.spec.as_mut().unwrap().containers[1];
+            container
+                .env
+                .as_mut()
+                .unwrap()
+                .push(serde_json::from_value(env).unwrap());
+            PodFacts::from_pod(&pod)
+        };
+        for env in [
+            json!({"name": "CLAUDE_CODE_USE_BEDROCK", "value": "1"}),
+            json!({"name": "CLAUDE_CODE_USE_BEDROCK", "value": "TRUE"}),
+            json!({"name": "CLAUDE_CODE_USE_BEDROCK", "valueFrom": {"configMapKeyRef": {"name": "aws", "key": "bedrock"}}}),
+            json!({"name": "ANTHROPIC_BEDROCK_BASE_URL", "value": "https://bedrock-runtime.us-east-1.amazonaws.com"}),
+        ] {
+            let inv = Invocation::build(&p, &c, &with_env(env.clone()), None);
+            assert!(inv.bedrock, "{env}");
+            assert!(!inv.args.contains(&"--model".to_owned()), "{env}");
+        }
+        for env in [
+            json!({"name": "CLAUDE_CODE_USE_BEDROCK", "value": "0"}),
+            json!({"name": "CLAUDE_CODE_USE_BEDROCK", "value": "false"}),
+        ] {
+            let inv = Invocation::build(&p, &c, &with_env(env.clone()), None);
+            assert!(!inv.bedrock, "{env}");
+            assert!(inv.args.contains(&"--model".to_owned()), "{env}");
+        }
+        // Config env wins over the inherited value.
+        let c =
+            config(json!({"model": "claude-sonnet-4-6", "env": {"CLAUDE_CODE_USE_BEDROCK": "0"}}));
+        let facts = with_env(json!({"name": "CLAUDE_CODE_USE_BEDROCK", "value": "1"}));
+        assert!(!Invocation::build(&p, &c, &facts, None).bedrock);
     }
 
     #[test]
