@@ -909,6 +909,72 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_aws_env_and_credentials_reach_the_job() {
+        let params: ExecuteParams = serde_json::from_value(json!({
+            "runId": "r1", "agent": {"id": "a1", "companyId": "c0", "name": "Ada"}, "prompt": {"fresh": "hi"}
+        }))
+        .unwrap();
+        let mut pod = paperclip_pod();
+        pod.spec.as_mut().unwrap().containers[1]
+            .env
+            .as_mut()
+            .unwrap()
+            .extend(
+                serde_json::from_value::<Vec<k8s_openapi::api::core::v1::EnvVar>>(json!([
+                    {"name": "CLAUDE_CODE_USE_BEDROCK", "value": "1"},
+                    {"name": "AWS_REGION", "value": "us-east-1"},
+                    {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "aws", "key": "id"}}},
+                    {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "aws", "key": "secret"}}}
+                ]))
+                .unwrap(),
+            );
+        let facts = PodFacts::from_pod(&pod);
+        let config = AgentConfig::parse(
+            json!({"model": "claude-sonnet-4-6", "env": {"AWS_PROFILE": "agents"}})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        let inv = Invocation::build(&params, &config, &facts, None);
+        assert!(inv.bedrock);
+        let id = RunIdentity::default();
+        let m = plan(
+            &RunPlanInput {
+                identity: &id,
+                agent_name: "Ada",
+                namespace: "paperclip",
+                invocation: &inv,
+                auth_token: None,
+            },
+            &config,
+            &facts,
+        )
+        .unwrap();
+        let c = &as_json(&m.job)["spec"]["template"]["spec"]["containers"][0];
+        let var = |n: &str| {
+            c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == n)
+                .cloned()
+                .unwrap_or_else(|| panic!("{n} not in the Job env"))
+        };
+        assert_eq!(var("CLAUDE_CODE_USE_BEDROCK")["value"], "1");
+        assert_eq!(var("AWS_REGION")["value"], "us-east-1");
+        assert_eq!(
+            var("AWS_ACCESS_KEY_ID")["valueFrom"]["secretKeyRef"]["name"],
+            "aws"
+        );
+        assert_eq!(
+            var("AWS_SECRET_ACCESS_KEY")["valueFrom"]["secretKeyRef"]["key"],
+            "secret"
+        );
+        assert_eq!(var("AWS_PROFILE")["value"], "agents");
+        assert!(!c["args"].as_array().unwrap().contains(&json!("--model")));
+    }
+
+    #[test]
     fn missing_claim_or_image_are_clear_errors() {
         let config = AgentConfig::parse(&serde_json::Map::new()).unwrap();
         let id = RunIdentity::default();
