@@ -10,6 +10,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! It also answers Bedrock's runtime API (`POST /model/{id}/invoke[-with-response-stream]`, see [`bedrock`]) for
+//! `claude` run with `CLAUDE_CODE_USE_BEDROCK=1`, `ANTHROPIC_BEDROCK_BASE_URL=fake.url()` and
+//! `CLAUDE_CODE_SKIP_BEDROCK_AUTH=1`; those calls are in [`FakeAnthropic::requests`], not `message_requests`.
+//!
 //! The scenario markers are described in [`scenario`]. The same server runs as the binary
 //! `fake-anthropic` (see `src/main.rs`), controlled over HTTP under `/_fake/`:
 //!
@@ -26,6 +30,7 @@
 //! The streaming handlers need a runtime that keeps running while a test waits on a child
 //! process: use `#[tokio::test(flavor = "multi_thread")]` or `tokio::process`.
 
+pub mod bedrock;
 pub mod scenario;
 pub mod sse;
 pub mod usage;
@@ -378,6 +383,11 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/model/{id}/invoke", post(bedrock_invoke))
+        .route(
+            "/model/{id}/invoke-with-response-stream",
+            post(bedrock_invoke_stream),
+        )
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
         // Claude Code probes the base URL with `HEAD /api/hello` unless
@@ -581,6 +591,62 @@ async fn messages(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .header("request-id", hv(&request_id))
         .body(Body::from_stream(body_stream))
         .unwrap_or_else(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))
+}
+
+async fn bedrock_invoke(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(model): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    bedrock_messages(shared, model, req, false).await
+}
+
+async fn bedrock_invoke_stream(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(model): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    bedrock_messages(shared, model, req, true).await
+}
+
+/// A Bedrock invoke is a Messages call with the model in the path; the stream is re-framed as AWS event-stream.
+async fn bedrock_messages(
+    shared: Arc<Shared>,
+    model: String,
+    mut req: Request,
+    stream: bool,
+) -> Response {
+    let mut rec = recorded(&req);
+    let mut body = (*rec.body).clone();
+    if let Some(o) = body.as_object_mut() {
+        o.insert("model".into(), json!(model));
+        o.insert("stream".into(), json!(stream));
+    }
+    rec.body = Arc::new(body);
+    req.extensions_mut().insert(rec);
+    let resp = messages(State(shared), req).await;
+    if !stream || resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
+    let mut data = body.into_data_stream();
+    let framed = async_stream::stream! {
+        use futures::StreamExt;
+        let mut buffer = String::new();
+        while let Some(Ok(chunk)) = data.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            let (events, used) = bedrock::sse_data(&buffer);
+            buffer.drain(..used);
+            for event in events {
+                yield Ok::<_, std::convert::Infallible>(bedrock::chunk(&event));
+            }
+        }
+    };
+    Response::from_parts(parts, Body::from_stream(framed))
 }
 
 /// Waits while the server is held, or (for a scripted hold) until a release after `since`.
