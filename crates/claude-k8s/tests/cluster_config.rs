@@ -1025,3 +1025,96 @@ async fn an_unmatched_node_selector_leaves_the_pod_unschedulable() {
     stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bedrock
+
+/// With `CLAUDE_CODE_USE_BEDROCK`, real claude talks to the fake's Bedrock runtime API (AWS event-stream framing):
+/// a non-Bedrock model is not passed (Claude picks its Bedrock default), a Bedrock model id is; the AWS env
+/// reaches the pod, and the result bills as `aws_bedrock` / `metered_api`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn bedrock_runs_bill_as_aws_bedrock_and_gate_the_model() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let mut serve = Serve::start(&stage);
+    let bedrock_env = json!({
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "ANTHROPIC_BEDROCK_BASE_URL": fake.url(),
+        "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "AKIAFAKEFORTESTS",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_RETRIES": "1"
+    });
+    let bedrock_paths = || -> Vec<String> {
+        fake.requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.starts_with("/model/"))
+            .map(|r| r.path)
+            .collect()
+    };
+
+    let agent = stage::uuid();
+    let config = stage.agent_config(
+        &fake,
+        &agent,
+        json!({"model": "claude-sonnet-4-6", "env": bedrock_env, "retainJobs": true}),
+    );
+    let run = serve
+        .execute(&stage.params(&agent, &config, "Bedrock [[fake:text via bedrock]]", None))
+        .await;
+    let r = &run.result;
+    assert_eq!(r["exitCode"], 0, "{r:#}\n{}", run.log_text());
+    assert_eq!(r["biller"], "aws_bedrock", "{r:#}");
+    assert_eq!(r["billingType"], "metered_api", "{r:#}");
+    assert!(run.log_text().contains("via bedrock"), "{}", run.log_text());
+    assert!(fake.message_requests().is_empty(), "not the Messages API");
+    let paths = bedrock_paths();
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    assert!(
+        paths[0].ends_with("/invoke-with-response-stream")
+            && !paths[0].contains("claude-sonnet-4-6"),
+        "the non-Bedrock model is not passed: {paths:?}"
+    );
+    let pod = the_pod(&agent_pods(&stage, "paperclip", &agent).await);
+    let env = pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for (name, value) in [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIAFAKEFORTESTS"),
+    ] {
+        assert!(
+            env.iter().any(|e| e["name"] == name && e["value"] == value),
+            "{name} reaches the pod"
+        );
+    }
+    let args = pod["spec"]["containers"][0]["args"].as_array().unwrap();
+    assert!(!args.contains(&json!("--model")));
+    delete_retained(&stage, "paperclip", &agent).await;
+
+    let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({"model": model, "env": bedrock_env}));
+    let run = serve
+        .execute(&stage.params(&agent, &config, "Bedrock model [[fake:text pinned]]", None))
+        .await;
+    assert_eq!(
+        run.result["exitCode"],
+        0,
+        "{:#}\n{}",
+        run.result,
+        run.log_text()
+    );
+    assert_eq!(run.result["biller"], "aws_bedrock");
+    let paths = bedrock_paths();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(
+        paths[1].starts_with("/model/us.anthropic.claude-sonnet-4-5-20250929-v1"),
+        "the Bedrock model id is passed: {paths:?}"
+    );
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
