@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod introspect;
 pub mod invocation;
 pub mod kube_ctx;
+pub mod kube_errors;
 pub mod labels;
 pub mod logs;
 pub mod ops;

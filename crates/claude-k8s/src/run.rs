@@ -24,6 +24,7 @@ use crate::config::AgentConfig;
 use crate::introspect::SelfPod;
 use crate::invocation::{self, Invocation};
 use crate::kube_ctx::{Clients, KubeCtx};
+use crate::kube_errors;
 use crate::labels::{self, RunIdentity};
 use crate::outcome::{self, ContainerEnd, RunFacts};
 use crate::plan::{self, RunManifests, RunPlanInput};
@@ -347,19 +348,63 @@ impl Run<'_> {
         let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
         let pp = PostParams::default();
         let secret_name = m.secret.metadata.name.clone().unwrap_or_default();
-        if let Err(e) = secrets.create(&pp, &m.secret).await {
-            return Err(failure(
+        let job_name = m.job.metadata.name.clone().unwrap_or_default();
+        let request = |resource| kube_errors::Request {
+            verb: "create",
+            group: if resource == "jobs" { "batch" } else { "" },
+            resource,
+            namespace: self.namespace,
+        };
+        let on_retry = |what: &'static str| {
+            move |attempt: u32, e: &kube::Error, wait: Duration| {
+                self.sink.progress(&format!(
+                    "cannot {what} yet ({}); retry {attempt} of {} in {:.1} s",
+                    kube_errors::short(e),
+                    CREATE_ATTEMPTS - 1,
+                    wait.as_secs_f64()
+                ));
+            }
+        };
+        let created = kube_errors::with_retries(
+            CREATE_ATTEMPTS,
+            kube_errors::BACKOFF_BASE,
+            || secrets.create(&pp, &m.secret),
+            on_retry("create the run Secret"),
+        )
+        .await;
+        if let Err(e) = created {
+            return Err(create_failure(
                 "k8s_secret_create_failed",
-                api_error("create the run Secret", &e),
+                &request("secrets"),
+                &e,
             ));
         }
-        let job = match jobs.create(&pp, &m.job).await {
-            Ok(job) => job,
+        let created = kube_errors::with_retries(
+            CREATE_ATTEMPTS,
+            kube_errors::BACKOFF_BASE,
+            || jobs.create(&pp, &m.job),
+            on_retry("create the Job"),
+        )
+        .await;
+        let job = match created {
+            Ok(Some(job)) => job,
+            // An earlier try created it and its answer was lost.
+            Ok(None) => match jobs.get(&job_name).await {
+                Ok(job) => job,
+                Err(e) => {
+                    let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
+                    return Err(failure(
+                        "k8s_job_create_failed",
+                        api_error("read the created Job", &e),
+                    ));
+                }
+            },
             Err(e) => {
                 let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
-                return Err(failure(
+                return Err(create_failure(
                     "k8s_job_create_failed",
-                    api_error("create the Job", &e),
+                    &request("jobs"),
+                    &e,
                 ));
             }
         };
@@ -789,6 +834,22 @@ fn failed_reason(job: &Job) -> Option<String> {
             c.message.clone().unwrap_or_default()
         )
     })
+}
+
+/// How many times a create is tried when the API server answers with a transient error.
+const CREATE_ATTEMPTS: u32 = 5;
+
+/// A failed create: RBAC and quota refusals get their own codes; the server's words and the fix either way.
+fn create_failure(code: &str, req: &kube_errors::Request, e: &kube::Error) -> Value {
+    let code = match kube_errors::kind(e) {
+        kube_errors::Kind::Forbidden => "k8s_forbidden",
+        kube_errors::Kind::Quota => "k8s_quota_exceeded",
+        _ => code,
+    };
+    match kube_errors::describe(req, e) {
+        (message, Some(hint)) => failure_with_hint(code, &message, &hint),
+        (message, None) => failure(code, message),
+    }
 }
 
 fn is_not_found(e: &kube::Error) -> bool {

@@ -508,3 +508,75 @@ async fn a_429_is_retried_visibly_then_succeeds_and_a_lasting_one_is_transient()
     stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
 }
+
+/// A namespace where the adapter's identity may list Jobs (the guard passes) but not create Secrets: the run
+/// fails at once with `k8s_forbidden`, the API server's own words, and the exact rule to add.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn a_403_at_create_names_the_missing_rule() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::PostParams;
+
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let client = stage.admin_client().await;
+    let ns = format!("cf-forbidden-{}", stage::short_id());
+    let pp = PostParams::default();
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "jobs-read-only"},
+        "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]}]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), &ns)
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "limited-jobs-read-only"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobs-read-only"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "limited"}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+
+    let mut serve = Serve::start(&stage);
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({"namespace": ns}));
+    let started = Instant::now();
+    let run = serve
+        .execute(&stage.params(&agent, &config, "[[fake:text never]]", None))
+        .await;
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(run.result["errorCode"], "k8s_forbidden", "{}", dump(&run));
+    let msg = message(&run);
+    assert!(
+        msg.contains("User \"limited\" cannot create resource \"secrets\""),
+        "the server's words: {msg}"
+    );
+    assert!(
+        hint(&run).contains("{apiGroups: [\"\"], resources: [\"secrets\"], verbs: [\"create\"]}"),
+        "{}",
+        dump(&run)
+    );
+    assert!(
+        !run.log_text().contains("retry"),
+        "a permission error is not retried: {}",
+        dump(&run)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    serve.shutdown().await;
+}
