@@ -1118,3 +1118,99 @@ async fn bedrock_runs_bill_as_aws_bedrock_and_gate_the_model() {
     stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
 }
+
+/// The Claude fields as the real claude in the pod applies them, seen by the API: `model` is the requested model,
+/// `instructionsFilePath` (a file on the shared volume) and `extraArgs` reach the system prompt, `env` reaches the
+/// process; with `dangerouslySkipPermissions: false` a Bash tool call is not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn claude_fields_take_effect_in_the_real_claude() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let mut serve = Serve::start(&stage);
+
+    let agent = stage::uuid();
+    let workspace = stage.workspace(&agent);
+    let instructions = format!("{workspace}/AGENTS.md");
+    std::fs::write(
+        &instructions,
+        "Always answer as INSTRUCTIONS-MARKER-7f3a.\n",
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&instructions, Some(1000), Some(1000)).unwrap();
+    let config = stage.agent_config(
+        &fake,
+        &agent,
+        json!({
+            "model": "claude-sonnet-4-6",
+            "instructionsFilePath": instructions,
+            "extraArgs": ["--append-system-prompt", "EXTRA-ARGS-MARKER-91c2"],
+            "env": {"ANTHROPIC_BASE_URL": fake.url(), "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                    "CLAUDE_CODE_MAX_RETRIES": "1", "AGENT_MARKER": "env-marker-55d1"},
+        }),
+    );
+    let run = serve
+        .execute(&stage.params(
+            &agent,
+            &config,
+            "Fields [[fake:bash echo \"$AGENT_MARKER\" > env.txt]]",
+            None,
+        ))
+        .await;
+    assert_eq!(
+        run.result["exitCode"],
+        0,
+        "{:#}\n{}",
+        run.result,
+        run.log_text()
+    );
+    let calls = fake.message_requests();
+    let first = calls
+        .iter()
+        .find(|c| c.prompt_text().contains("Fields"))
+        .expect("the run's Messages call");
+    assert_eq!(first.model(), Some("claude-sonnet-4-6"));
+    let system = first.system_text();
+    assert!(
+        system.contains("INSTRUCTIONS-MARKER-7f3a"),
+        "instructions file not in the system prompt"
+    );
+    assert!(
+        system.contains("EXTRA-ARGS-MARKER-91c2"),
+        "extraArgs not applied"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{workspace}/env.txt"))
+            .unwrap()
+            .trim(),
+        "env-marker-55d1",
+        "the configured env reaches claude's Bash tool"
+    );
+
+    let agent = stage::uuid();
+    let workspace = stage.workspace(&agent);
+    let config = stage.agent_config(&fake, &agent, json!({"dangerouslySkipPermissions": false}));
+    let run = serve
+        .execute(&stage.params(
+            &agent,
+            &config,
+            "No permission [[fake:bash echo no > denied.txt]]",
+            None,
+        ))
+        .await;
+    assert!(run.result["exitCode"].is_number(), "{:#}", run.result);
+    assert!(
+        !std::path::Path::new(&format!("{workspace}/denied.txt")).exists(),
+        "without --dangerously-skip-permissions the Bash call must not run\n{}",
+        run.log_text()
+    );
+    let meta = run.meta.as_ref().expect("meta");
+    assert!(
+        !meta["commandArgs"]
+            .to_string()
+            .contains("--dangerously-skip-permissions"),
+        "{meta:#}"
+    );
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
