@@ -358,8 +358,7 @@ async fn check_permissions(kube: &KubeCtx, namespace: &str, out: &mut Checks) {
         };
         let what = format!("{} {res} in namespace {namespace} ({})", p.verb, p.why);
         match answer {
-            // An evaluation error means the authorizer could not say yes: treated as denied.
-            Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed && s.evaluation_error.is_none()) => {
+            Ok(r) if review_allows(r.status.as_ref()) => {
                 out.add(&p.code(), Level::Info, format!("allowed: {what}"), None)
             }
             Ok(r) => out.add(
@@ -379,6 +378,14 @@ async fn check_permissions(kube: &KubeCtx, namespace: &str, out: &mut Checks) {
             ),
         }
     }
+}
+
+/// A review allows only with `allowed` and no evaluation error (an authorizer that could not evaluate every rule
+/// may have missed a deny, so that counts as denied); no status at all is denied too.
+fn review_allows(
+    status: Option<&k8s_openapi::api::authorization::v1::SubjectAccessReviewStatus>,
+) -> bool {
+    status.is_some_and(|s| s.allowed && s.evaluation_error.as_deref().is_none_or(str::is_empty))
 }
 
 async fn check_pvc(kube: &KubeCtx, namespace: &str, facts: &PodFacts, out: &mut Checks) {
@@ -745,6 +752,20 @@ mod tests {
                 .unwrap()
                 .contains("copy them into namespace agents")
         );
+    }
+
+    #[test]
+    fn an_evaluation_error_or_a_missing_status_counts_as_denied() {
+        let status = |v: Value| serde_json::from_value(v).unwrap();
+        assert!(review_allows(Some(&status(json!({"allowed": true})))));
+        assert!(review_allows(Some(&status(
+            json!({"allowed": true, "evaluationError": ""})
+        ))));
+        assert!(!review_allows(Some(&status(json!({"allowed": false})))));
+        assert!(!review_allows(Some(&status(
+            json!({"allowed": true, "evaluationError": "role.rbac.authorization.k8s.io \"x\" not found"})
+        ))));
+        assert!(!review_allows(None));
     }
 
     fn check(level: Level) -> Check {

@@ -546,6 +546,23 @@ async fn environment_checks_pass_with_the_admin_and_the_limited_kubeconfig() {
         };
         assert_eq!(check(&r, ns)["level"], "info", "{who}: {r:#}");
     }
+    // A namespace that does not exist (admin may read Namespaces, so this is certain).
+    let r = serve
+        .test_environment(
+            &json!({"kubeconfig": stage.admin_kubeconfig, "namespace": "no-such-namespace",
+                                  "paperclipApiUrl": SERVICE_URL}),
+        )
+        .await;
+    assert_eq!(r["status"], "fail", "{r:#}");
+    let c = check(&r, "k8s_namespace_missing");
+    assert_eq!(c["level"], "error");
+    assert!(
+        c["hint"]
+            .as_str()
+            .unwrap()
+            .contains("adapterConfig.namespace"),
+        "{c:#}"
+    );
     // The stand-in's own PAPERCLIP_API_URL is loopback: a warning, with the field to set.
     let r = serve
         .test_environment(&json!({"kubeconfig": stage.limited_kubeconfig}))
@@ -846,6 +863,12 @@ async fn a_value_kubernetes_refuses_leaves_nothing_behind() {
             "podSpecPatch",
             json!({"runtimeClassName": "Not_A_DNS_Name"}),
             "runtimeClassName",
+        ),
+        // A kubeconfig that is not there: no client, nothing sent.
+        (
+            "kubeconfig",
+            json!("/nonexistent/kubeconfig"),
+            "adapterConfig.kubeconfig",
         ),
     ] {
         let config = stage.agent_config(&fake, &agent, json!({ field: value }));
