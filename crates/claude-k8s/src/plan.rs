@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::config::AgentConfig;
 use crate::invocation::Invocation;
 use crate::labels::{self, RunIdentity};
-use crate::pod_facts::{DATA_MOUNT_PATH, PodFacts};
+use crate::pod_facts::{DATA_MOUNT_PATH, PodFacts, SERVER_SECRET_ENV};
 
 pub const CLAUDE_CONTAINER: &str = "claude";
 pub const PROMPT_CONTAINER: &str = "write-prompt";
@@ -317,6 +317,16 @@ fn container_env(
     };
     for var in &facts.env {
         set(var.clone());
+    }
+    // A Secret in envFrom may hold the server's own secrets; an explicit (empty) env entry takes precedence.
+    if facts.env_from.iter().any(|e| e.secret_ref.is_some()) {
+        for name in SERVER_SECRET_ENV {
+            set(EnvVar {
+                name: name.to_owned(),
+                value: Some(String::new()),
+                value_from: None,
+            });
+        }
     }
     for (name, value) in &invocation.env {
         set(EnvVar {
@@ -717,6 +727,54 @@ mod tests {
         assert_eq!(
             pod["containers"][0]["envFrom"][0]["configMapRef"]["name"],
             "paperclip-config"
+        );
+    }
+
+    #[test]
+    fn rule_the_servers_own_secrets_never_reach_the_job() {
+        let m = manifests(json!({}), "hi").unwrap();
+        let text = serde_json::to_string(&m.job).unwrap();
+        assert!(
+            !text.contains("paperclip-server"),
+            "no secretKeyRef to the server's secrets"
+        );
+        assert!(!text.contains("postgres://"));
+        let env = as_json(&m.job)["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+        for name in SERVER_SECRET_ENV {
+            assert!(
+                env.as_array().unwrap().iter().all(|e| e["name"] != name),
+                "{name}"
+            );
+        }
+        // A Secret in envFrom might carry them: masked with an empty value.
+        let mut facts = PodFacts::from_pod(&paperclip_pod());
+        facts
+            .env_from
+            .push(serde_json::from_value(json!({"secretRef": {"name": "paperclip-env"}})).unwrap());
+        let config = AgentConfig::parse(&serde_json::Map::new()).unwrap();
+        let inv = Invocation::build(&ExecuteParams::default(), &config, &facts, None);
+        let env = container_env(&facts, &inv, false, "s");
+        for name in SERVER_SECRET_ENV {
+            let entries: Vec<&EnvVar> = env.iter().filter(|e| e.name == name).collect();
+            assert_eq!(entries.len(), 1, "{name}");
+            assert_eq!(entries[0].value.as_deref(), Some(""), "{name}");
+        }
+        // An operator can still give one to the agent on purpose.
+        let m = manifests(
+            json!({"env": {"DATABASE_URL": "postgres://agent-db/x"}}),
+            "hi",
+        )
+        .unwrap();
+        let env = as_json(&m.job)["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+        let db: Vec<&Value> = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "DATABASE_URL")
+            .collect();
+        assert_eq!(
+            db,
+            [&json!({"name": "DATABASE_URL", "value": "postgres://agent-db/x"})]
         );
     }
 

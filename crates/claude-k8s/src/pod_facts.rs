@@ -22,6 +22,19 @@ const DROPPED_ENV: [&str; 6] = [
     "PAPERCLIP_API_KEY",
 ];
 
+/// The Paperclip server's own secrets. With one of them an agent could act as the server: mint run tokens for any
+/// agent (the JWT secret), sign sessions, open the database, decrypt every company secret. Never inherited; the
+/// plan also masks them (empty values) when the server container's `envFrom` may carry them. An operator who wants
+/// one in the Job sets it in `adapterConfig.env`.
+pub const SERVER_SECRET_ENV: [&str; 6] = [
+    "PAPERCLIP_AGENT_JWT_SECRET",
+    "BETTER_AUTH_SECRET",
+    "DATABASE_URL",
+    "PAPERCLIP_SECRETS_MASTER_KEY",
+    "PAPERCLIP_SECRETS_MASTER_KEY_FILE",
+    "PAPERCLIP_TOOL_ACTION_SIGNING_SECRET",
+];
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodFacts {
     pub pod_name: String,
@@ -88,7 +101,10 @@ impl PodFacts {
             .env
             .unwrap_or_default()
             .into_iter()
-            .filter(|e| !DROPPED_ENV.contains(&e.name.as_str()))
+            .filter(|e| {
+                !DROPPED_ENV.contains(&e.name.as_str())
+                    && !SERVER_SECRET_ENV.contains(&e.name.as_str())
+            })
             // A resourceFieldRef names the server's container; it would not resolve in the Job.
             .filter(|e| {
                 e.value_from
@@ -198,7 +214,10 @@ pub(crate) mod tests {
                         {"name": "HOME", "value": "/root"},
                         {"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {"name": "paperclip-secrets", "key": "ANTHROPIC_API_KEY"}}},
                         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "paperclip-config", "key": "mode"}}},
-                        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}}
+                        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+                        {"name": "PAPERCLIP_AGENT_JWT_SECRET", "valueFrom": {"secretKeyRef": {"name": "paperclip-server", "key": "jwt"}}},
+                        {"name": "BETTER_AUTH_SECRET", "valueFrom": {"secretKeyRef": {"name": "paperclip-server", "key": "auth"}}},
+                        {"name": "DATABASE_URL", "value": "postgres://paperclip:pw@db:5432/paperclip"}
                      ],
                      "envFrom": [{"configMapRef": {"name": "paperclip-config"}}],
                      "volumeMounts": [
@@ -292,6 +311,16 @@ pub(crate) mod tests {
         let (secrets, config_maps) = f.referenced_objects();
         assert_eq!(secrets, ["paperclip-secrets"]);
         assert_eq!(config_maps, ["paperclip-config"]);
+    }
+
+    #[test]
+    fn the_servers_own_secrets_are_not_inherited() {
+        let f = PodFacts::from_pod(&paperclip_pod());
+        for name in SERVER_SECRET_ENV {
+            assert!(f.env.iter().all(|e| e.name != name), "{name}");
+        }
+        let (secrets, _) = f.referenced_objects();
+        assert!(!secrets.contains(&"paperclip-server".to_owned()));
     }
 
     #[test]
