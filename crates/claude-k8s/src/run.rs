@@ -454,7 +454,8 @@ impl Run<'_> {
         let mut stopping: Option<(Stopping, Instant)> = None;
         // When claude should have exited after its final result line.
         let mut result_at: Option<Instant> = None;
-        let mut pod_deleting = false;
+        // Someone else is deleting the pod: when to stop waiting for claude to end.
+        let mut pod_deleting: Option<Instant> = None;
 
         let stop = loop {
             let active = stopping.is_none();
@@ -484,6 +485,9 @@ impl Run<'_> {
                     let (why, _) = stopping.expect("a give-up time implies stopping");
                     self.sink.warn("claude did not exit in time after the stop; its last lines may be missing");
                     break stopped(why, None);
+                }
+                _ = sleep_until(pod_deleting.filter(|_| active)) => {
+                    break Stop::Failed(self.deleted_externally(job_name, None).await);
                 }
                 _ = sleep_until(failure_at) => {
                     let (f, _) = pending_failure.take().expect("a deadline implies a failure");
@@ -523,8 +527,12 @@ impl Run<'_> {
                                 None => Stop::Ended(end),
                             };
                         }
-                        if view.deleting && active && !pod_deleting {
-                            pod_deleting = true;
+                        if view.deleting && active && pod_deleting.is_none() {
+                            pod_deleting = Some(
+                                Instant::now()
+                                    + Duration::from_secs(self.config.grace_sec).min(Duration::from_secs(10))
+                                    + Duration::from_secs(10),
+                            );
                             self.sink.progress(&format!(
                                 "pod {} is being deleted",
                                 pod.metadata.name.as_deref().unwrap_or("?")
@@ -553,7 +561,11 @@ impl Run<'_> {
                         // Someone else deleted the Job: its pod is being stopped. Wait (bounded) for claude to
                         // end so its last lines and exit code are part of the report.
                         self.sink.progress(&format!("Job {job_name} was deleted by someone else; waiting for claude to stop"));
-                        let give_up = Instant::now() + Duration::from_secs(self.config.grace_sec) + POD_GONE_SLACK;
+                        // Bounded short: the cause is known now; the exit code is only a detail (a slow kubelet
+                        // may take long to kill the pod, and cleanup still waits for it to be gone).
+                        let give_up = Instant::now()
+                            + Duration::from_secs(self.config.grace_sec).min(Duration::from_secs(10))
+                            + Duration::from_secs(10);
                         let end_wait = tokio::time::sleep_until(give_up);
                         tokio::pin!(end_wait);
                         // Keep draining lines and pod events until the pod's end, in a small inner loop.

@@ -296,6 +296,12 @@ async fn a_job_deleted_mid_run_ends_the_run_promptly_with_that_cause() {
     jobs.delete(&name, &DeleteParams::background())
         .await
         .unwrap();
+    let noticed = serve
+        .wait_for_log(&id, Duration::from_secs(30), |l| {
+            l.starts_with("[claude-k8s]") && l.contains("was deleted by someone else")
+        })
+        .await;
+    assert!(noticed, "the deletion was noticed at once");
     let run = serve.wait_result(&id).await;
     let took = deleted.elapsed();
     assert_eq!(
@@ -309,8 +315,11 @@ async fn a_job_deleted_mid_run_ends_the_run_promptly_with_that_cause() {
         msg.contains(&name) && msg.contains("deleted by someone else"),
         "{msg}"
     );
+    assert!(hint(&run).contains("kubectl delete job"), "{}", dump(&run));
+    // Bounded: the cause is reported at once; cleanup then waits for the pod to be gone, which takes the kubelet
+    // a while on a loaded machine.
     assert!(
-        took < Duration::from_secs(45),
+        took < Duration::from_secs(120),
         "ended {took:?} after the delete"
     );
     stage.assert_nothing_left(&agent).await;
@@ -344,7 +353,7 @@ async fn a_pod_deleted_mid_run_ends_the_run_with_that_cause() {
         dump(&run)
     );
     assert!(
-        took < Duration::from_secs(60),
+        took < Duration::from_secs(120),
         "ended {took:?} after the delete"
     );
     stage.assert_nothing_left(&agent).await;
@@ -384,8 +393,8 @@ async fn a_timeout_stops_claude_and_keeps_its_last_lines() {
         dump(&run)
     );
     assert!(r["sessionId"].is_string(), "{}", dump(&run));
-    // The slow reply would take 20 s; the run ends after 5 s plus the stop, well before.
-    assert!(took < Duration::from_secs(60), "took {took:?}");
+    // Bounded: 5 s, then the stop (grace 3 s) and the pod's removal, however slow the kubelet is.
+    assert!(took < Duration::from_secs(150), "took {took:?}");
     assert!(
         progress_lines(&run)
             .iter()
@@ -434,7 +443,7 @@ async fn a_hang_after_the_result_is_stopped_and_the_run_succeeds() {
         "{}",
         dump(&run)
     );
-    assert!(took < Duration::from_secs(120), "took {took:?}");
+    assert!(took < Duration::from_secs(180), "took {took:?}");
     stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
 }
