@@ -417,7 +417,9 @@ async fn check_pvc(kube: &KubeCtx, namespace: &str, facts: &PodFacts, out: &mut 
                     "k8s_pvc_not_rwx",
                     Level::Error,
                     format!("PVC {claim} has access modes {modes:?}, not ReadWriteMany: Job pods on other nodes cannot mount it"),
-                    Some("use a ReadWriteMany StorageClass (NFS, CephFS, EFS, Filestore, Azure Files)".into()),
+                    Some(format!(
+                        "access modes cannot be changed on a claim: create a new claim with accessModes: [ReadWriteMany] on a ReadWriteMany-capable StorageClass (NFS, CephFS, EFS, Filestore, Azure Files; deploy/pvc-example.yaml), copy the data over, and mount it at /paperclip in the Paperclip Deployment instead of {claim}"
+                    )),
                 );
             } else if phase != "Bound" {
                 out.add(

@@ -652,8 +652,11 @@ async fn a_readwriteonce_claim_fails_the_check_with_what_to_change() {
         message.contains("paperclip-rwo") && message.contains("ReadWriteOnce"),
         "{c:#}"
     );
+    let hint = c["hint"].as_str().unwrap();
     assert!(
-        c["hint"].as_str().unwrap().contains("ReadWriteMany"),
+        hint.contains("accessModes: [ReadWriteMany]")
+            && hint.contains("instead of paperclip-rwo")
+            && hint.contains("deploy/pvc-example.yaml"),
         "{c:#}"
     );
     assert!(
@@ -666,7 +669,10 @@ async fn a_readwriteonce_claim_fails_the_check_with_what_to_change() {
     let (status, out) = doctor(&["--kubeconfig", &stage.limited_kubeconfig], self_pod);
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("FAIL k8s_pvc_not_rwx"), "{out}");
-    assert!(out.contains("fix: use a ReadWriteMany"), "{out}");
+    assert!(
+        out.contains("fix: access modes cannot be changed on a claim"),
+        "{out}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
