@@ -1241,5 +1241,32 @@ async fn claude_fields_take_effect_in_the_real_claude() {
         "{meta:#}"
     );
     stage.assert_nothing_left(&agent).await;
+
+    // maxTurnsPerRun: claude stops after one turn although the reply asks for a tool call; the session is cleared.
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({"maxTurnsPerRun": 1}));
+    let run = serve
+        .execute(&stage.params(
+            &agent,
+            &config,
+            "One turn only [[fake:bash echo one > turn.txt]]",
+            None,
+        ))
+        .await;
+    let meta = run.meta.as_ref().expect("meta");
+    assert!(
+        meta["commandArgs"]
+            .to_string()
+            .contains("\"--max-turns\",\"1\""),
+        "{meta:#}"
+    );
+    let result_line = run
+        .stdout_json()
+        .into_iter()
+        .find(|e| e["type"] == "result")
+        .expect("claude's result line");
+    assert_eq!(result_line["subtype"], "error_max_turns", "{result_line:#}");
+    assert_eq!(run.result["clearSession"], true, "{:#}", run.result);
+    stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
 }
