@@ -589,3 +589,38 @@ async fn a_403_at_create_names_the_missing_rule() {
     assert!(started.elapsed() < Duration::from_secs(30));
     serve.shutdown().await;
 }
+
+/// Cancel while the pod is still Pending (its image cannot be pulled): the Job is deleted, the cancel is
+/// acknowledged, nothing is left; a second cancel of the finished run is a no-op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn cancel_while_pending_is_acknowledged_and_leaves_nothing() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    // A start grace longer than the test: only the cancel can end this run.
+    let mut serve = Serve::start_with_env(&stage, &[("CLAUDE_K8S_START_GRACE_SEC", "600")]);
+    let agent = stage::uuid();
+    let config = stage.agent_config(
+        &fake,
+        &agent,
+        json!({"image": "local/missing:1", "graceSec": 2}),
+    );
+    let id = serve
+        .send_execute(&stage.params(&agent, &config, "[[fake:text never]]", None))
+        .await;
+    let pending = serve
+        .wait_for_log(&id, Duration::from_secs(90), |l| {
+            l.contains("claude container ErrImagePull")
+                || l.contains("claude container ImagePullBackOff")
+        })
+        .await;
+    assert!(pending, "the pod is stuck pulling");
+    serve.cancel(&id).await;
+    let run = serve.wait_result(&id).await;
+    let ack = &run.result["resultJson"]["executionCancellation"];
+    assert_eq!(ack["state"], "acknowledged", "{}", dump(&run));
+    assert_eq!(run.result["errorCode"], "cancelled");
+    serve.cancel(&id).await;
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
