@@ -43,8 +43,13 @@ pub struct Services {
 
 /// How long the log follower may take to deliver the tail after the container terminated.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a cancel or cleanup waits for the run's pods to be gone, beyond their termination grace.
-const POD_GONE_SLACK: Duration = Duration::from_secs(30);
+/// How long a cancel or cleanup waits for the run's pods to be gone, beyond their termination grace. Generous: a
+/// 1.20 kubelet that gets the deletion while it is still starting the container acts on it only at its next
+/// periodic sync (`--sync-frequency`, 1 min by default), measured here at 80-90 s for a 2 s grace.
+const POD_GONE_SLACK: Duration = Duration::from_secs(120);
+/// How long the adapter waits for claude to exit after it stopped the Job (timeout, hang after the result),
+/// beyond the grace, before it reports without the last lines (cleanup still waits for the pod to be gone).
+const STOP_SLACK: Duration = Duration::from_secs(30);
 /// How long claude may take to exit after its final `result` line before it is stopped (claude_local's
 /// `terminalResultCleanupGraceMs` is 5 s; a pod also flushes its log). `CLAUDE_K8S_RESULT_GRACE_SEC` overrides.
 const RESULT_GRACE: Duration = Duration::from_secs(10);
@@ -639,7 +644,7 @@ impl Run<'_> {
             self.sink
                 .warn(&api_error(&format!("delete Job {job_name}"), &e));
         }
-        Instant::now() + Duration::from_secs(self.config.grace_sec) + POD_GONE_SLACK
+        Instant::now() + Duration::from_secs(self.config.grace_sec) + STOP_SLACK
     }
 
     /// The pod went away (or claude was stopped) while nobody in this run asked for it: find out whether the Job
