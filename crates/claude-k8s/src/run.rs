@@ -4,6 +4,13 @@
 //! I/O between them. Progress is watched, never polled: a pod watcher, a Job watcher and the log follower feed
 //! one `select!` loop, and the run ends on the claude container's terminated state (or a cancel, a timeout, a
 //! failure that will not fix itself), never on a log stream ending.
+//!
+//! Stopping is the adapter's own: at `timeoutSec`, and when claude printed its final `result` line but has not
+//! exited `CLAUDE_K8S_RESULT_GRACE_SEC` (10) later, the Job is deleted so the pod gets SIGTERM, then SIGKILL after
+//! `graceSec`; the loop keeps reading lines until the container has ended, so its last lines are in the result.
+//! A Job or pod deleted by someone else is reported as such after a short bounded wait for claude's exit.
+//! Start-up problems fail after `CLAUDE_K8S_START_GRACE_SEC` (30) and an unschedulable pod after
+//! `CLAUDE_K8S_PENDING_TIMEOUT_SEC` (600), both read from the serve process's environment.
 
 use std::time::Duration;
 
