@@ -240,7 +240,7 @@ pub fn classify_claude_failure(
     if requires_login(t) || matches!(status, Some(401)) || contains_any(&hay, AUTH_TOKEN_FAILURE) {
         return ("claude_auth_required", None);
     }
-    if contains_any(&hay, MODEL_NOT_FOUND) {
+    if contains_any(&hay, MODEL_NOT_FOUND) || (status == Some(404) && hay.contains("model")) {
         return ("model_not_found", None);
     }
     if t.is_max_turns() {
@@ -303,6 +303,7 @@ const MODEL_NOT_FOUND: &[&str] = &[
     "unknown model",
     "model unknown",
     "model invalid",
+    "issue with the selected model",
 ];
 const PROVIDER_QUOTA: &[&str] = &[
     "you've hit your limit",
@@ -537,6 +538,16 @@ mod tests {
         let model = r#"{"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"API Error: 404 model: claude-nope not_found_error model not found"}"#;
         let r = finished(&exit(1), &transcript(&[INIT, model]), &facts());
         assert_eq!(r["errorCode"], "model_not_found");
+        // Claude Code 2.1.328's own words for a 404 and a 403 from the model API.
+        let model = r#"{"type":"result","subtype":"success","is_error":true,"num_turns":1,"api_error_status":404,"result":"There's an issue with the selected model (claude-opus-5-5). It may not exist or you may not have access to it. Run --model to pick a different model."}"#;
+        let r = finished(&exit(1), &transcript(&[INIT, model]), &facts());
+        assert_eq!(r["errorCode"], "model_not_found");
+        let forbidden = r#"{"type":"result","subtype":"success","is_error":true,"num_turns":1,"api_error_status":403,"result":"Failed to authenticate. API Error: 403 fake permission_error"}"#;
+        let r = finished(&exit(1), &transcript(&[INIT, forbidden]), &facts());
+        assert_eq!(r["errorCode"], "claude_auth_required");
+        let overloaded = r#"{"type":"result","subtype":"success","is_error":true,"num_turns":1,"api_error_status":529,"result":"API Error: 529 fake overloaded_error. This is a server-side issue, usually temporary"}"#;
+        let r = finished(&exit(1), &transcript(&[INIT, overloaded]), &facts());
+        assert_eq!(r["errorCode"], "claude_transient_upstream");
         let other = r#"{"type":"result","subtype":"error_during_execution","is_error":true,"num_turns":1,"result":"boom"}"#;
         let r = finished(&exit(1), &transcript(&[INIT, other]), &facts());
         assert_eq!(r["errorCode"], "claude_failed");

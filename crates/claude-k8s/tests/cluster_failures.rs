@@ -624,3 +624,21 @@ async fn cancel_while_pending_is_acknowledged_and_leaves_nothing() {
     stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
 }
+
+/// The model API answers 404 for the model: claude_local's `model_not_found`, with Claude's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn a_404_for_the_model_is_model_not_found() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let mut serve = Serve::start(&stage);
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({}));
+    let run = serve
+        .execute(&stage.params(&agent, &config, "Model [[fake:error 404]]", None))
+        .await;
+    assert_eq!(run.result["errorCode"], "model_not_found", "{}", dump(&run));
+    assert!(message(&run).contains("selected model"), "{}", dump(&run));
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
