@@ -642,3 +642,38 @@ async fn a_404_for_the_model_is_model_not_found() {
     stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
 }
+
+/// claude ends by a signal before any result (here its own tool sends SIGTERM to PID 1, claude): the code and the
+/// message say so in words, with the exit code, never "failed because of None".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn a_claude_terminated_by_a_signal_says_so() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let mut serve = Serve::start(&stage);
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({}));
+    let run = serve
+        .execute(&stage.params(
+            &agent,
+            &config,
+            "Stop [[fake:bash kill -TERM 1; sleep 30]]",
+            None,
+        ))
+        .await;
+    assert_eq!(run.result["exitCode"], 143, "{}", dump(&run));
+    assert_eq!(
+        run.result["errorCode"],
+        "k8s_container_terminated",
+        "{}",
+        dump(&run)
+    );
+    let msg = message(&run);
+    assert!(
+        msg.contains("exit code 143, SIGTERM") && !msg.contains("None"),
+        "{msg}"
+    );
+    assert!(hint(&run).contains("SIGTERM"), "{}", dump(&run));
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
