@@ -38,13 +38,17 @@ pub struct PodView {
 pub const START_GRACE: Duration = Duration::from_secs(30);
 /// How long a pod may stay unschedulable before the run fails.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the Job controller may take to create the Job's pod (a missing service account, a used-up quota or an
+/// admission policy make it fail over and over, visible only in the Job's events).
+pub const POD_CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long start-up problems may last. Read once per serve process from the environment
-/// (`CLAUDE_K8S_START_GRACE_SEC`, `CLAUDE_K8S_PENDING_TIMEOUT_SEC`), else the defaults above.
+/// How long start-up problems may last. Read from the serve process's environment (`CLAUDE_K8S_START_GRACE_SEC`,
+/// `CLAUDE_K8S_PENDING_TIMEOUT_SEC`, `CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC`), else the defaults above.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub start_grace: Duration,
     pub pending_timeout: Duration,
+    pub pod_create_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -52,6 +56,7 @@ impl Default for Limits {
         Self {
             start_grace: START_GRACE,
             pending_timeout: PENDING_TIMEOUT,
+            pod_create_timeout: POD_CREATE_TIMEOUT,
         }
     }
 }
@@ -63,6 +68,8 @@ impl Limits {
             start_grace: env_secs("CLAUDE_K8S_START_GRACE_SEC").unwrap_or(d.start_grace),
             pending_timeout: env_secs("CLAUDE_K8S_PENDING_TIMEOUT_SEC")
                 .unwrap_or(d.pending_timeout),
+            pod_create_timeout: env_secs("CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC")
+                .unwrap_or(d.pod_create_timeout),
         }
     }
 }

@@ -9,8 +9,9 @@
 //! exited `CLAUDE_K8S_RESULT_GRACE_SEC` (10) later, the Job is deleted so the pod gets SIGTERM, then SIGKILL after
 //! `graceSec`; the loop keeps reading lines until the container has ended, so its last lines are in the result.
 //! A Job or pod deleted by someone else is reported as such after a short bounded wait for claude's exit.
-//! Start-up problems fail after `CLAUDE_K8S_START_GRACE_SEC` (30) and an unschedulable pod after
-//! `CLAUDE_K8S_PENDING_TIMEOUT_SEC` (600), both read from the serve process's environment.
+//! Start-up problems fail after `CLAUDE_K8S_START_GRACE_SEC` (30), an unschedulable pod after
+//! `CLAUDE_K8S_PENDING_TIMEOUT_SEC` (600), a Job that gets no pod after `CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC` (60),
+//! all read from the serve process's environment.
 
 use std::time::Duration;
 
@@ -468,6 +469,8 @@ impl Run<'_> {
         let mut result_at: Option<Instant> = None;
         // Someone else is deleting the pod: when to stop waiting for claude to end.
         let mut pod_deleting: Option<Instant> = None;
+        // Until the first pod shows up: when to give up on the Job controller creating one.
+        let mut no_pod_until = Some(Instant::now() + self.timing.pod.pod_create_timeout);
 
         let stop = loop {
             let active = stopping.is_none();
@@ -498,6 +501,20 @@ impl Run<'_> {
                     self.sink.warn("claude did not exit in time after the stop; its last lines may be missing");
                     break stopped(why, None);
                 }
+                _ = sleep_until(no_pod_until.filter(|_| active)) => {
+                    break Stop::Failed(Failed::new(
+                        "k8s_pod_not_created",
+                        format!(
+                            "the Job controller created no pod for Job {job_name} in {}s",
+                            self.timing.pod.pod_create_timeout.as_secs()
+                        ),
+                        Some(&format!(
+                            "`kubectl describe job {job_name}` shows why (FailedCreate events): often a missing \
+                             adapterConfig.serviceAccountName, a used-up ResourceQuota or an admission policy \
+                             refusing the pod"
+                        )),
+                    ));
+                }
                 _ = sleep_until(pod_deleting.filter(|_| active)) => {
                     break Stop::Failed(self.deleted_externally(job_name, None).await);
                 }
@@ -519,6 +536,7 @@ impl Run<'_> {
                 }
                 event = pod_events.next() => match event {
                     Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => {
+                        no_pod_until = None;
                         let view = pod_state::view(&pod, &self.timing.pod);
                         if view.progress.is_some() && view.progress != last_progress {
                             self.sink.progress(view.progress.as_deref().unwrap_or_default());

@@ -677,3 +677,39 @@ async fn a_claude_terminated_by_a_signal_says_so() {
     stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
 }
+
+/// A service account that does not exist: the Job controller cannot create the pod (FailedCreate, visible only in
+/// the Job's events). The run does not hang: it fails after the pod-creation timeout, naming the Job and the
+/// likely causes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn a_job_that_gets_no_pod_fails_after_the_pod_creation_timeout() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let mut serve = Serve::start_with_env(&stage, &[("CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC", "8")]);
+    let agent = stage::uuid();
+    let config = stage.agent_config(
+        &fake,
+        &agent,
+        json!({"serviceAccountName": format!("no-such-sa-{}", stage::short_id())}),
+    );
+    let started = Instant::now();
+    let run = serve
+        .execute(&stage.params(&agent, &config, "[[fake:text never]]", None))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(
+        run.result["errorCode"],
+        "k8s_pod_not_created",
+        "{}",
+        dump(&run)
+    );
+    assert!(message(&run).contains("created no pod"), "{}", dump(&run));
+    assert!(hint(&run).contains("serviceAccountName"), "{}", dump(&run));
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(90),
+        "took {took:?}"
+    );
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
