@@ -112,6 +112,13 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "",
         resource: "pods",
+        subresource: "",
+        verb: "delete",
+        why: "force-stop a pod that outlives its grace period",
+    },
+    Permission {
+        group: "",
+        resource: "pods",
         subresource: "log",
         verb: "get",
         why: "stream the transcript",
