@@ -26,5 +26,6 @@ pub mod pod_state;
 pub mod run;
 pub mod serve;
 pub mod sink;
+pub mod stop;
 pub mod stream_json;
 pub mod telemetry;
