@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -40,6 +40,7 @@ use crate::pod_facts::PodFacts;
 use crate::pod_state::{self, PodFailure};
 use crate::serve::protocol::ExecuteParams;
 use crate::sink::Sink;
+use crate::stop::{self, PodsGone};
 use crate::stream_json::{self, Transcript};
 
 /// Shared by every run of a serve process.
@@ -51,10 +52,6 @@ pub struct Services {
 
 /// How long the log follower may take to deliver the tail after the container terminated.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a cancel or cleanup waits for the run's pods to be gone, beyond their termination grace. Generous: a
-/// 1.20 kubelet that gets the deletion while it is still starting the container acts on it only at its next
-/// periodic sync (`--sync-frequency`, 1 min by default), measured here at 80-90 s for a 2 s grace.
-const POD_GONE_SLACK: Duration = Duration::from_secs(120);
 /// How long the adapter waits for claude to exit after it stopped the Job (timeout, hang after the result),
 /// beyond the grace, before it reports without the last lines (cleanup still waits for the pod to be gone).
 const STOP_SLACK: Duration = Duration::from_secs(30);
@@ -294,7 +291,7 @@ impl Run<'_> {
             Stop::Cancelled => {
                 sink.progress(&format!("cancelling: deleting Job {job_name}"));
                 let gone = self.cleanup(&job_name, true).await;
-                (cancelled_result(!gone), None)
+                (cancelled_result(gone != PodsGone::Graceful), None)
             }
             Stop::TimedOut => {
                 self.cleanup(&job_name, true).await;
@@ -697,14 +694,14 @@ impl Run<'_> {
     }
 
     /// Deletes the run's Job (its pods with it) and Secret unless `retainJobs`; with `force`, always, and waits
-    /// until the pods are gone. Returns whether they are.
-    async fn cleanup(&self, job_name: &str, force: bool) -> bool {
+    /// until the pods are gone, force-deleting a pod that outlives its grace (a stuck kubelet: [`stop`]).
+    async fn cleanup(&self, job_name: &str, force: bool) -> PodsGone {
         if self.config.retain_jobs && !force {
             self.sink.progress(&format!(
                 "retainJobs is set: Job {job_name} is kept (TTL {}s)",
                 self.config.ttl_seconds_after_finished
             ));
-            return true;
+            return PodsGone::Graceful;
         }
         let client = self.kube.client.clone();
         let jobs: Api<Job> = Api::namespaced(client.clone(), self.namespace);
@@ -726,13 +723,17 @@ impl Run<'_> {
         let _ = secrets
             .delete(&labels::run_secret_name(job_name), &DeleteParams::default())
             .await;
-        let timeout = Duration::from_secs(self.config.grace_sec) + POD_GONE_SLACK;
-        let gone = wait_pods_gone(&pods, job_name, timeout).await;
-        if !gone {
-            self.sink.warn(&format!(
-                "pods of Job {job_name} are still present after {}s",
-                timeout.as_secs()
-            ));
+        let gone =
+            stop::ensure_pods_gone(&pods, job_name, Duration::from_secs(self.config.grace_sec))
+                .await;
+        match gone {
+            PodsGone::Graceful => {}
+            PodsGone::Forced => self.sink.warn(&format!(
+                "the pod of Job {job_name} outlived its grace period and was force-deleted"
+            )),
+            PodsGone::Stuck => self.sink.warn(&format!(
+                "pods of Job {job_name} are still present after a force delete"
+            )),
         }
         gone
     }
@@ -758,36 +759,6 @@ fn job_deleted_failure(job_name: &str, end: Option<&ContainerEnd>) -> Failed {
              policy in the namespace; run the heartbeat again",
         ),
     )
-}
-
-/// Waits, by watch, until the Job's pods are gone (Background propagation has the garbage collector delete them
-/// after the Job).
-async fn wait_pods_gone(pods: &Api<Pod>, job_name: &str, timeout: Duration) -> bool {
-    let selector = format!("{}={job_name}", labels::JOB_NAME);
-    let remaining = async {
-        let mut stream =
-            watcher::watcher(pods.clone(), watcher::Config::default().labels(&selector))
-                .default_backoff()
-                .boxed();
-        let mut present = std::collections::BTreeSet::new();
-        let mut listed = false;
-        while let Ok(Some(event)) = stream.try_next().await {
-            match event {
-                Event::Init => present.clear(),
-                Event::InitApply(p) | Event::Apply(p) => {
-                    present.insert(p.metadata.name.unwrap_or_default());
-                }
-                Event::Delete(p) => {
-                    present.remove(&p.metadata.name.unwrap_or_default());
-                }
-                Event::InitDone => listed = true,
-            }
-            if listed && present.is_empty() {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(timeout, remaining).await.is_ok()
 }
 
 fn cancelled_result(forced: bool) -> Value {
