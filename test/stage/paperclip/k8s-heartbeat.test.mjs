@@ -89,6 +89,33 @@ describe("a claude_k8s heartbeat in a real Paperclip", { concurrency: false }, (
     assert.deepEqual(await leftovers(facts, agent.id), []);
   });
 
+  it("a cancel from Paperclip stops the Job and Paperclip's cancel endpoint answers 200", async () => {
+    const held = await createAgent(
+      company.id,
+      "K8s cancel agent",
+      agentConfig(facts, fake.url, { graceSec: 2, promptTemplate: "Hold on. [[fake:hold Working on it]]" }),
+    );
+    try {
+      const runId = await invokeHeartbeat(held.id);
+      // Wait until claude is talking to the model (the stream is held), i.e. the pod runs.
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const log = await api("GET", `/heartbeat-runs/${runId}/log?offset=0&limitBytes=1048576`);
+        if ((log.json?.content ?? "").includes('\\"subtype\\":\\"init\\"')) break;
+        if (Date.now() > deadline) throw new Error(`run ${runId} never reached claude's init line`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const cancel = await api("POST", `/heartbeat-runs/${runId}/cancel`, {});
+      assert.equal(cancel.status, 200, `cancel answered ${cancel.status}: ${cancel.text}`);
+      const run = await followRun(runId);
+      assert.equal(run.status, "cancelled");
+      assert.equal(run.resultJson?.executionCancellation?.state, "acknowledged", JSON.stringify(run.resultJson));
+      assert.deepEqual(await leftovers(facts, held.id), [], "the Job and its pod are gone");
+    } finally {
+      await api("POST", `/agents/${held.id}/pause`, {}).catch(() => {});
+    }
+  });
+
   it("the agent's workspace is on the shared volume at the same absolute path", async () => {
     const workspace = path.join("/paperclip/instances/default/workspaces", agent.id);
     assert.ok(fs.existsSync(workspace), `${workspace} exists`);
