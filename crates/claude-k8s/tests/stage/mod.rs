@@ -72,28 +72,8 @@ pub fn uuid() -> String {
 
 impl Stage {
     pub fn load() -> Self {
-        let path = repo_root().join("target/testcluster/stage.env");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}. Bring the stage up first: make cluster-up",
-                path.display()
-            )
-        });
-        let vars: HashMap<String, String> = text
-            .lines()
-            .filter_map(|l| {
-                l.trim()
-                    .strip_prefix("export ")
-                    .unwrap_or(l.trim())
-                    .split_once('=')
-            })
-            .map(|(k, v)| {
-                (
-                    k.trim().to_owned(),
-                    v.trim().trim_matches(['"', '\'']).to_owned(),
-                )
-            })
-            .collect();
+        let path = stage_env_path();
+        let vars = stage_vars();
         let get = |k: &str| {
             vars.get(k)
                 .cloned()
@@ -243,12 +223,13 @@ impl Serve {
 
     /// Like [`Serve::start`], with extra environment for the serve process (e.g. shorter time limits).
     pub fn start_with_env(stage: &Stage, env: &[(&str, &str)]) -> Self {
+        // The defaults first, so that `env` can replace any of them.
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
             .arg("serve")
-            .envs(env.iter().copied())
             .env("CLAUDE_K8S_SELF_POD", "paperclip/paperclip")
             .env("KUBECONFIG", &stage.limited_kubeconfig)
             .env("CLAUDE_K8S_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -352,9 +333,19 @@ impl Serve {
 }
 
 /// One value of target/testcluster/stage.env (e.g. `KUBECTL`).
-pub fn stage_env(key: &str) -> String {
-    let path = repo_root().join("target/testcluster/stage.env");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+fn stage_env_path() -> PathBuf {
+    repo_root().join("target/testcluster/stage.env")
+}
+
+/// The facts `make cluster-up` wrote, as a map.
+fn stage_vars() -> HashMap<String, String> {
+    let path = stage_env_path();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}. Bring the stage up first: make cluster-up",
+            path.display()
+        )
+    });
     text.lines()
         .filter_map(|l| {
             l.trim()
@@ -362,42 +353,26 @@ pub fn stage_env(key: &str) -> String {
                 .unwrap_or(l.trim())
                 .split_once('=')
         })
-        .find(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim().trim_matches(['"', '\'']).to_owned())
-        .unwrap_or_else(|| panic!("{} lacks {key}", path.display()))
+        .map(|(k, v)| {
+            (
+                k.trim().to_owned(),
+                v.trim().trim_matches(['"', '\'']).to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// One fact of the running stage (`target/testcluster/stage.env`).
+pub fn stage_env(key: &str) -> String {
+    stage_vars()
+        .remove(key)
+        .unwrap_or_else(|| panic!("{} lacks {key}", stage_env_path().display()))
 }
 
 impl Serve {
     /// Like [`Serve::start`], with another stand-in pod as the adapter's own (`CLAUDE_K8S_SELF_POD`).
     pub fn start_as_pod(stage: &Stage, self_pod: &str) -> Self {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
-            .arg("serve")
-            .env("CLAUDE_K8S_SELF_POD", self_pod)
-            .env("KUBECONFIG", &stage.limited_kubeconfig)
-            .env("CLAUDE_K8S_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn claude-k8s serve");
-        let stdout = child.stdout.take().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let (tx, messages) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ =
-                    tx.send(serde_json::from_str::<Value>(&line).expect("serve writes JSON lines"));
-            }
-        });
-        Self {
-            child,
-            stdin,
-            messages,
-            records: HashMap::new(),
-            next_id: 0,
-        }
+        Self::start_with_env(stage, &[("CLAUDE_K8S_SELF_POD", self_pod)])
     }
 
     /// Sends `test_environment` as the shim does and returns the AdapterEnvironmentTestResult.
