@@ -655,9 +655,17 @@ impl Run<'_> {
     /// Stops the agent: deletes the Job (Background propagation), so the garbage collector deletes the pod with
     /// its termination grace (`graceSec`): claude gets SIGTERM, then SIGKILL. Returns when to give up waiting.
     async fn begin_stop(&self, job_name: &str) -> Instant {
+        self.delete_job(job_name, None).await;
+        Instant::now() + Duration::from_secs(self.config.grace_sec) + STOP_SLACK
+    }
+
+    /// Deletes the Job with Background propagation (its pods follow through the garbage collector); a Job that
+    /// is already gone is fine. `grace` overrides the Job object's own deletion grace.
+    async fn delete_job(&self, job_name: &str, grace: Option<u32>) {
         let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
+            grace_period_seconds: grace,
             ..Default::default()
         };
         if let Err(e) = jobs.delete(job_name, &dp).await
@@ -666,7 +674,6 @@ impl Run<'_> {
             self.sink
                 .warn(&api_error(&format!("delete Job {job_name}"), &e));
         }
-        Instant::now() + Duration::from_secs(self.config.grace_sec) + STOP_SLACK
     }
 
     /// The pod went away (or claude was stopped) while nobody in this run asked for it: find out whether the Job
@@ -704,22 +711,10 @@ impl Run<'_> {
             return PodsGone::Graceful;
         }
         let client = self.kube.client.clone();
-        let jobs: Api<Job> = Api::namespaced(client.clone(), self.namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), self.namespace);
         let secrets: Api<Secret> = Api::namespaced(client, self.namespace);
-        let mut dp = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..Default::default()
-        };
-        if force {
-            dp.grace_period_seconds = Some(self.config.grace_sec.min(u32::MAX as u64) as u32);
-        }
-        if let Err(e) = jobs.delete(job_name, &dp).await
-            && !is_not_found(&e)
-        {
-            self.sink
-                .warn(&api_error(&format!("delete Job {job_name}"), &e));
-        }
+        let grace = force.then(|| self.config.grace_sec.min(u32::MAX as u64) as u32);
+        self.delete_job(job_name, grace).await;
         let _ = secrets
             .delete(&labels::run_secret_name(job_name), &DeleteParams::default())
             .await;
