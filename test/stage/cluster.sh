@@ -10,6 +10,7 @@
 #                        `paperclip` pod; write target/testcluster/{admin,limited}.kubeconfig and stage.env
 #   cluster.sh down      stop everything this script started (by pid file), unmount, remove the state dir
 #   cluster.sh status    what is running; exit 0 only when the stage is up
+#   cluster.sh restart-apiserver   stop kube-apiserver and start it again (log-resilience tests)
 #
 # Env: CLAUDE_K8S_STAGE_CACHE (binaries and image tarballs, default /var/cache/claude-k8s-stage),
 #      CLAUDE_K8S_STAGE_STATE (runtime state, default /tmp/claude-k8s-stage),
@@ -218,8 +219,9 @@ build_image_tars() {
   local bbver cver stamp
   bbver=$(dpkg-query -W -f='${Version}' busybox-static)
   cver=$(claude_version)
-  stamp="busybox $bbver; claude $cver; bash $(dpkg-query -W -f='${Version}' bash); image-layout 1"
-  if [ -f "$IMAGES/busybox.tar" ] && [ -f "$IMAGES/agent-$cver.tar" ] && [ "$(cat "$IMAGES/.stamp-$cver" 2>/dev/null)" = "$stamp" ]; then
+  stamp="busybox $bbver; claude $cver; bash $(dpkg-query -W -f='${Version}' bash); replay $(sha256sum <"$HERE/images/claude-replay.sh" | cut -c1-16); image-layout 2"
+  if [ -f "$IMAGES/busybox.tar" ] && [ -f "$IMAGES/agent-$cver.tar" ] && [ -f "$IMAGES/replay.tar" ] &&
+    [ "$(cat "$IMAGES/.stamp-$cver" 2>/dev/null)" = "$stamp" ]; then
     return 0
   fi
   log "building image rootfs tarballs in $IMAGES"
@@ -243,6 +245,19 @@ build_image_tars() {
   chown 1000:1000 "$r/paperclip"
   chmod 0775 "$r/paperclip"
   tar --numeric-owner -C "$r" -cf "$IMAGES/agent-$cver.tar.new" .
+  # The replay image: the agent image's users and layout with test/stage/images/claude-replay.sh as `claude`
+  # (a stand-in that prints stream-json shapes quickly; for log-resilience tests and the scale benchmark).
+  local rr=$tmp/replay
+  mkdir -p "$rr"
+  busybox_rootfs "$rr"
+  copy_with_libs "$rr" /bin/bash /bin/bash
+  install -D -m 0755 "$HERE/images/claude-replay.sh" "$rr/usr/local/bin/claude"
+  cp "$r/etc/passwd" "$r/etc/group" "$rr/etc/"
+  mkdir -p "$rr/root" "$rr/paperclip"
+  chmod 0700 "$rr/root"
+  chown 1000:1000 "$rr/paperclip"
+  tar --numeric-owner -C "$rr" -cf "$IMAGES/replay.tar.new" .
+  mv "$IMAGES/replay.tar.new" "$IMAGES/replay.tar"
   mv "$IMAGES/busybox.tar.new" "$IMAGES/busybox.tar"
   mv "$IMAGES/agent-$cver.tar.new" "$IMAGES/agent-$cver.tar"
   echo "$stamp" >"$IMAGES/.stamp-$cver"
@@ -256,6 +271,8 @@ load_images() {
   docker import -c 'CMD ["/bin/sh"]' "$IMAGES/busybox.tar" "$BUSYBOX_IMAGE" >/dev/null
   docker import -c 'USER 1000:1000' -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'ENV SHELL=/bin/bash' \
     -c 'WORKDIR /paperclip' -c 'CMD ["/bin/sh"]' "$IMAGES/agent-$cver.tar" "$(agent_image)" >/dev/null
+  docker import -c 'USER 1000:1000' -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'WORKDIR /paperclip' \
+    -c 'CMD ["/bin/sh"]' "$IMAGES/replay.tar" "$REPLAY_IMAGE" >/dev/null
 }
 
 # ---------------------------------------------------------------------------------------------------- up
@@ -326,11 +343,7 @@ EOF
   chmod 0600 "$STATE"/*.kubeconfig
 }
 
-start_control_plane() {
-  start etcd env "${PROXY_ENV[@]}" etcd --name stage --data-dir "$STATE/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster "stage=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" --enable-pprof=false
+start_apiserver() {
   start apiserver env "${PROXY_ENV[@]}" "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --secure-port=$API_PORT --insecure-port=0 --advertise-address=127.0.0.1 \
     --endpoint-reconciler-type=none --cert-dir="$STATE/apiserver-certs" \
@@ -342,6 +355,14 @@ start_control_plane() {
     --feature-gates=TTLAfterFinished=true --profiling=false
   wait_for 60 "apiserver ready" bash -c "[ \"\$(curl -s --max-time 2 --cacert '$P/ca.crt' -H 'Authorization: Bearer $(admin_token)' https://127.0.0.1:$API_PORT/readyz)\" = ok ]" ||
     { tail -20 "$STATE/apiserver.log" >&2; die "kube-apiserver did not become ready (log: $STATE/apiserver.log)"; }
+}
+
+start_control_plane() {
+  start etcd env "${PROXY_ENV[@]}" etcd --name stage --data-dir "$STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "stage=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" --enable-pprof=false
+  start_apiserver
   local K=$STATE/admin.kubeconfig
   start controller-manager env "${PROXY_ENV[@]}" "$BIN/kube-controller-manager" --kubeconfig="$K" \
     --authentication-kubeconfig="$K" --authorization-kubeconfig="$K" \
@@ -401,7 +422,7 @@ EOF
     --image-gc-high-threshold=100 --image-gc-low-threshold=99 --resolv-conf="$STATE/resolv.conf" \
     --cluster-domain=cluster.local --serialize-image-pulls=false --node-status-update-frequency=4s
   wait "$loader" || { log "docker import failed"; return 1; }
-  log "images loaded: $BUSYBOX_IMAGE $PAUSE_IMAGE $(agent_image)"
+  log "images loaded: $BUSYBOX_IMAGE $PAUSE_IMAGE $(agent_image) $REPLAY_IMAGE"
   wait_for 90 "node Ready" node_ready || { tail -20 "$STATE/kubelet.log" >&2; return 1; }
 }
 
@@ -474,6 +495,7 @@ KUBECONFIG_LIMITED=$OUT/limited.kubeconfig
 AGENT_IMAGE=$(agent_image)
 BUSYBOX_IMAGE=$BUSYBOX_IMAGE
 PAUSE_IMAGE=$PAUSE_IMAGE
+REPLAY_IMAGE=$REPLAY_IMAGE
 TIER=$1
 CLAUDE_VERSION=$(claude_version)
 CLAUDE_BIN=$CACHE/claude-code/bin/claude
@@ -564,6 +586,18 @@ wait_gone() { # names... (up to 20 s, then SIGKILL)
   done
 }
 
+# Stops kube-apiserver and starts it again with the same flags (the log-resilience test's "API server restart":
+# every watch and log stream of the adapter breaks, and the apiserver is away for a few seconds).
+cmd_restart_apiserver() {
+  alive apiserver || die "the apiserver is not running (make cluster-up)"
+  kill "$(cat "$STATE/apiserver.pid")" 2>/dev/null || true
+  wait_gone apiserver
+  log "apiserver stopped; starting it again"
+  cp "$STATE/apiserver.log" "$STATE/apiserver.before-restart.log" 2>/dev/null || true
+  start_apiserver
+  log "apiserver ready again"
+}
+
 cmd_down() {
   if [ ! -d "$STATE" ]; then
     rm -f "$OUT/stage.env" "$OUT/admin.kubeconfig" "$OUT/limited.kubeconfig"
@@ -646,6 +680,7 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  restart-apiserver) cmd_restart_apiserver ;;
   *)
     echo "usage: $0 install|build|up|down|status" >&2
     exit 2

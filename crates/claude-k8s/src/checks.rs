@@ -89,6 +89,13 @@ pub const PERMISSIONS: &[Permission] = &[
         why: "cleanup and cancel",
     },
     Permission {
+        group: "batch",
+        resource: "jobs",
+        subresource: "",
+        verb: "patch",
+        why: "mark a retained Job's result as reported",
+    },
+    Permission {
         group: "",
         resource: "pods",
         subresource: "",
@@ -143,6 +150,34 @@ pub const PERMISSIONS: &[Permission] = &[
         subresource: "",
         verb: "delete",
         why: "remove the run Secret",
+    },
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        subresource: "",
+        verb: "get",
+        why: "one Job per agent: read the agent's Lease",
+    },
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        subresource: "",
+        verb: "create",
+        why: "one Job per agent: take the agent's Lease",
+    },
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        subresource: "",
+        verb: "update",
+        why: "one Job per agent: take over a stale Lease",
+    },
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        subresource: "",
+        verb: "delete",
+        why: "one Job per agent: release the agent's Lease",
     },
     Permission {
         group: "",

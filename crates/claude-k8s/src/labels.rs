@@ -48,6 +48,14 @@ pub fn job_name(agent_id: &str, run_id: &str) -> String {
     format!("claude-{}-{}-{hex}", slug(agent_id, 8), slug(run_id, 8))
 }
 
+/// The agent's Lease (the one-Job-per-agent guard): deterministic, so every serve process contends for the same
+/// object. A readable prefix of the agent id plus a hash of all of it.
+pub fn agent_lease_name(agent_id: &str) -> String {
+    let hash = Sha256::digest(format!("agent-lease:{agent_id}").as_bytes());
+    let hex: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("claude-agent-{}-{hex}", slug(agent_id, 8))
+}
+
 /// The per-run Secret (prompt, run token) that belongs to a Job.
 pub fn run_secret_name(job_name: &str) -> String {
     format!("{job_name}-run")
@@ -161,6 +169,12 @@ mod tests {
         );
         assert!(job_name("", "").starts_with("claude-x-x-"));
         assert!(run_secret_name(&a).len() <= 63);
+        let lease = agent_lease_name("0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaaa");
+        assert!(lease.starts_with("claude-agent-0b6f3c1e-"), "{lease}");
+        assert_ne!(
+            lease,
+            agent_lease_name("0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaab")
+        );
     }
 
     #[test]

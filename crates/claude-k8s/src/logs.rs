@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, TryStreamExt};
+use futures::AsyncBufReadExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -56,10 +56,25 @@ impl Cursor {
     }
 }
 
-/// Splits `2026-11-25T07:00:00.123456789Z text` into its timestamp and text.
-fn split_timestamp(line: &str) -> Option<(Timestamp, &str)> {
-    let (ts, rest) = line.split_once(' ').unwrap_or((line, ""));
-    Some((ts.parse().ok()?, rest))
+/// Splits `2026-11-25T07:00:00.123456789Z text` into its timestamp and text. The text is decoded only here, from
+/// a whole line, so a multi-byte character split across network chunks arrives intact; bytes that are not UTF-8
+/// at all become U+FFFD instead of breaking the stream.
+fn split_timestamp(line: &[u8]) -> Option<(Timestamp, String)> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let space = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
+    let ts = std::str::from_utf8(&line[..space]).ok()?.parse().ok()?;
+    let text = line.get(space + 1..).unwrap_or_default();
+    Some((ts, String::from_utf8_lossy(text).into_owned()))
+}
+
+/// How long a followed stream may stay silent before it is reopened anyway: a connection a proxy or load
+/// balancer dropped without closing it would otherwise hang the transcript until the run ends.
+/// `CLAUDE_K8S_LOG_SILENCE_SEC` overrides it.
+const SILENCE_REOPEN: Duration = Duration::from_secs(180);
+
+fn silence_reopen() -> Duration {
+    crate::pod_state::env_secs("CLAUDE_K8S_LOG_SILENCE_SEC").unwrap_or(SILENCE_REOPEN)
 }
 
 /// Delivers the container's lines to `out` until the container has terminated (`terminated` turns true) and its
@@ -73,6 +88,7 @@ pub async fn follow(
     let mut cursor = Cursor::default();
     let mut delivered = 0u64;
     let mut backoff = Duration::from_millis(200);
+    let silence = silence_reopen();
     loop {
         let finished_before_open = *terminated.borrow();
         let params = LogParams {
@@ -83,26 +99,45 @@ pub async fn follow(
             ..Default::default()
         };
         match pods.log_stream(&pod, &params).await {
-            Ok(reader) => {
-                let mut lines = reader.lines();
+            Ok(mut reader) => {
                 let mut seen_at_ts = 0usize;
+                let mut raw = Vec::new();
                 loop {
-                    match lines.try_next().await {
-                        Ok(Some(raw)) => {
+                    raw.clear();
+                    let read =
+                        tokio::time::timeout(silence, reader.read_until(b'\n', &mut raw)).await;
+                    match read {
+                        Ok(Ok(0)) => break,
+                        Ok(Ok(_)) => {
+                            if !raw.ends_with(b"\n") && !finished_before_open {
+                                // The stream broke inside a line: it is read again, whole, from the cursor (in
+                                // the final read after termination, a last line without newline is complete).
+                                tracing::debug!(
+                                    bytes = raw.len(),
+                                    "log stream ended inside a line"
+                                );
+                                break;
+                            }
                             let Some((ts, text)) = split_timestamp(&raw) else {
-                                tracing::debug!(line = %raw, "log line without a timestamp");
+                                tracing::debug!(line = %String::from_utf8_lossy(&raw), "log line without a timestamp");
                                 continue;
                             };
                             if cursor.admit(ts, &mut seen_at_ts) {
                                 delivered += 1;
-                                if out.send(text.to_owned()).await.is_err() {
+                                if out.send(text).await.is_err() {
                                     return delivered;
                                 }
                             }
                         }
-                        Ok(None) => break,
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             tracing::debug!(error = %e, "log stream broke");
+                            break;
+                        }
+                        Err(_) => {
+                            tracing::debug!(
+                                secs = silence.as_secs(),
+                                "log stream silent: reopening it"
+                            );
                             break;
                         }
                     }
@@ -133,11 +168,17 @@ mod tests {
 
     #[test]
     fn splits_kubelet_timestamps() {
-        let (t, text) = split_timestamp("2026-11-25T07:00:00.123456789Z {\"a\": 1} x").unwrap();
+        let (t, text) = split_timestamp(b"2026-11-25T07:00:00.123456789Z {\"a\": 1} x\n").unwrap();
         assert_eq!(t, ts("2026-11-25T07:00:00.123456789Z"));
         assert_eq!(text, "{\"a\": 1} x");
-        assert_eq!(split_timestamp("2026-11-25T07:00:01Z").unwrap().1, "");
-        assert!(split_timestamp("garbage line").is_none());
+        assert_eq!(split_timestamp(b"2026-11-25T07:00:01Z\n").unwrap().1, "");
+        assert!(split_timestamp(b"garbage line").is_none());
+        // Multi-byte characters survive; invalid bytes become U+FFFD instead of an error.
+        let (_, text) =
+            split_timestamp("2026-11-25T07:00:01Z h\u{e9}llo \u{1f980}\r\n".as_bytes()).unwrap();
+        assert_eq!(text, "h\u{e9}llo \u{1f980}");
+        let (_, text) = split_timestamp(b"2026-11-25T07:00:01Z a\xffb\n").unwrap();
+        assert_eq!(text, "a\u{fffd}b");
     }
 
     #[test]

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams};
 
+use crate::guard;
 use crate::kube_ctx::{Clients, KubeCtx};
 use crate::labels;
 use crate::plan::CLAUDE_CONTAINER;
@@ -189,6 +191,34 @@ pub async fn gc(kubeconfig: Option<String>, namespace: String, dry_run: bool) ->
             continue;
         }
         println!("{verb} orphaned run Secret {name}");
+    }
+    // Agent Leases whose holder Job ended or never came (a serve process died holding one): harmless, since
+    // the next run takes a stale Lease over, but clutter.
+    let leases: Api<Lease> = Api::namespaced(kube.client.clone(), &namespace);
+    match leases.list(&managed()).await {
+        Ok(list) => {
+            let now = jiff::Timestamp::now();
+            for lease in &list.items {
+                let name = lease.metadata.name.clone().unwrap_or_default();
+                let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+                let holder_job = job_list
+                    .iter()
+                    .find(|j| j.metadata.name.is_some() && j.metadata.name == holder);
+                if guard::lease_state(lease, holder_job, "", now) != guard::LeaseState::Stale {
+                    continue;
+                }
+                if !dry_run && let Err(e) = leases.delete(&name, &DeleteParams::default()).await {
+                    eprintln!("cannot delete Lease {name}: {e}");
+                    failed = true;
+                    continue;
+                }
+                println!("{verb} stale agent Lease {name}");
+            }
+        }
+        Err(e) => {
+            eprintln!("claude-k8s gc: cannot list Leases: {e}");
+            failed = true;
+        }
     }
     if failed {
         ExitCode::FAILURE

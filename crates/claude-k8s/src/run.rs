@@ -13,10 +13,13 @@
 //! `CLAUDE_K8S_PENDING_TIMEOUT_SEC` (600), a Job that gets no pod after `CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC` (60),
 //! all read from the serve process's environment.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
@@ -29,11 +32,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
+use crate::guard::{self, AgentLock, GuardError, Verdict};
 use crate::introspect::SelfPod;
 use crate::invocation::{self, Invocation};
 use crate::kube_ctx::{Clients, KubeCtx};
 use crate::kube_errors;
 use crate::labels::{self, RunIdentity};
+use crate::mask::Masker;
 use crate::outcome::{self, ContainerEnd, RunFacts};
 use crate::plan::{self, RunManifests, RunPlanInput};
 use crate::pod_facts::PodFacts;
@@ -48,6 +53,41 @@ use crate::stream_json::{self, Transcript};
 pub struct Services {
     pub clients: Clients,
     pub self_pod: SelfPod,
+    /// Jobs that a run of this process follows right now: never adopted by another run of it.
+    pub followed: Followed,
+}
+
+/// The names of the Jobs this process follows.
+#[derive(Default)]
+pub struct Followed(Mutex<HashSet<String>>);
+
+impl Followed {
+    fn snapshot(&self) -> HashSet<String> {
+        self.0.lock().expect("followed lock").clone()
+    }
+
+    /// Marks `job` as followed until the returned entry is dropped; `None` if another run already follows it.
+    fn enter(&self, job: &str) -> Option<FollowedEntry<'_>> {
+        self.0
+            .lock()
+            .expect("followed lock")
+            .insert(job.to_owned())
+            .then(|| FollowedEntry {
+                set: self,
+                job: job.to_owned(),
+            })
+    }
+}
+
+struct FollowedEntry<'a> {
+    set: &'a Followed,
+    job: String,
+}
+
+impl Drop for FollowedEntry<'_> {
+    fn drop(&mut self) {
+        self.set.0.lock().expect("followed lock").remove(&self.job);
+    }
 }
 
 /// How long the log follower may take to deliver the tail after the container terminated.
@@ -106,6 +146,8 @@ pub async fn execute(
         Ok(f) => f,
         Err(e) => return failure("k8s_self_pod_unreadable", e.to_string()),
     };
+    // Before anything of the agent is forwarded.
+    sink.mask_secrets(Masker::new(known_secrets(&params, &config, &facts)));
     let namespace = config.namespace.clone().unwrap_or_else(|| {
         if facts.namespace.is_empty() {
             kube.default_namespace.clone()
@@ -121,6 +163,7 @@ pub async fn execute(
         namespace: &namespace,
         sink,
         timing: Timing::from_env(),
+        followed: &services.followed,
     };
 
     let resume = match invocation::resumable_session(&params, &config) {
@@ -130,18 +173,25 @@ pub async fn execute(
             None
         }
     };
-    let first = run.attempt(resume.clone(), false, &cancel).await;
+    // The agent's Lease, taken by the first attempt and held until the run ends (across a retry).
+    let mut lock: Option<AgentLock> = None;
+    let first = run.attempt(resume.clone(), false, &cancel, &mut lock).await;
     let unknown_session = resume.is_some()
         && first.container_exit.is_some_and(|code| code != 0)
         && first.transcript.is_unknown_session_error();
-    if !unknown_session {
-        return first.result;
+    let result = if unknown_session {
+        sink.progress(&format!(
+            "Claude resume session \"{}\" is unavailable; retrying with a fresh session.",
+            resume.unwrap_or_default()
+        ));
+        run.attempt(None, true, &cancel, &mut lock).await.result
+    } else {
+        first.result
+    };
+    if let Some(lock) = lock {
+        lock.release().await;
     }
-    sink.progress(&format!(
-        "Claude resume session \"{}\" is unavailable; retrying with a fresh session.",
-        resume.unwrap_or_default()
-    ));
-    run.attempt(None, true, &cancel).await.result
+    result
 }
 
 struct Run<'a> {
@@ -152,6 +202,7 @@ struct Run<'a> {
     namespace: &'a str,
     sink: &'a Sink,
     timing: Timing,
+    followed: &'a Followed,
 }
 
 struct Attempt {
@@ -211,6 +262,7 @@ impl Run<'_> {
         resume: Option<String>,
         retry_after_unknown: bool,
         cancel: &CancellationToken,
+        lock: &mut Option<AgentLock>,
     ) -> Attempt {
         let (params, config, sink) = (self.params, self.config, self.sink);
         let inv = Invocation::build(params, config, self.facts, resume.clone());
@@ -235,23 +287,50 @@ impl Run<'_> {
             Ok(m) => m,
             Err(e) => return Attempt::early(failure("k8s_plan_failed", e.to_string())),
         };
-        let job_name = manifests.job.metadata.name.clone().unwrap_or_default();
-        sink.meta(invocation_meta(&inv, &job_name, self.namespace));
+        let planned_job = manifests.job.metadata.name.clone().unwrap_or_default();
 
         let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
-        if let Err(result) = self.guard(&jobs, &job_name).await {
+        let want = guard::Want {
+            job_name: &planned_job,
+            task_id: identity.task_id.as_deref(),
+            session_id: identity.session_id.as_deref(),
+        };
+        let (job_name, adopted) = match self.scan(&jobs, &want).await {
+            Ok(Verdict::Clear) => (planned_job.clone(), None),
+            Ok(Verdict::Adopt { job, finished }) => (job, Some(finished)),
+            Ok(Verdict::Blocked { job }) => return Attempt::early(self.blocked(&job)),
+            Err(result) => return Attempt::early(result),
+        };
+        // This process's runs never adopt a Job another of its runs follows (that is a duplicate, not an orphan).
+        let Some(_following) = self.followed.enter(&job_name) else {
+            return Attempt::early(self.blocked(&job_name));
+        };
+        if let Err(result) = self.hold_lease(lock, &jobs, &job_name).await {
             return Attempt::early(result);
         }
+        sink.meta(invocation_meta(&inv, &job_name, self.namespace));
         if cancel.is_cancelled() {
             return Attempt::early(cancelled_result(false));
         }
-        if let Err(result) = self.launch(&manifests).await {
-            return Attempt::early(result);
+        match adopted {
+            None => {
+                if let Err(result) = self.launch(&manifests).await {
+                    return Attempt::early(result);
+                }
+                sink.progress(&format!(
+                    "Job {job_name} created in namespace {}",
+                    self.namespace
+                ));
+            }
+            Some(finished) => sink.progress(&format!(
+                "adopting Job {job_name} of the same task and session: {}; following it from its first line",
+                if finished {
+                    "it finished while no adapter process watched it, its result is read from its pod"
+                } else {
+                    "its supervising process is gone (a restart) and it is still running"
+                }
+            )),
         }
-        sink.progress(&format!(
-            "Job {job_name} created in namespace {}",
-            self.namespace
-        ));
 
         let mut transcript = Transcript::default();
         let stop = self.follow(&job_name, &mut transcript, cancel).await;
@@ -319,8 +398,8 @@ impl Run<'_> {
         }
     }
 
-    /// One Job per agent: refuse while another run's Job of this agent is still active. Fails closed.
-    async fn guard(&self, jobs: &Api<Job>, job_name: &str) -> Result<(), Value> {
+    /// One Job per agent, first from the agent's Jobs ([`guard::decide`]: adopt, block or clear). Fails closed.
+    async fn scan(&self, jobs: &Api<Job>, want: &guard::Want<'_>) -> Result<Verdict, Value> {
         let selector = labels::selector(&[
             (
                 labels::AGENT_ID,
@@ -331,25 +410,48 @@ impl Run<'_> {
         let list = jobs.list(&ListParams::default().labels(&selector)).await.map_err(|e| {
             failure(
                 "k8s_concurrency_guard_unreachable",
-                format!("cannot list Jobs to check for a running one of this agent ({e}); refusing to start a second"),
+                api_error("list the agent's Jobs to check for a running one; refusing to start a second", &e),
             )
         })?;
-        let active = list.items.iter().find(|j| {
-            j.metadata.name.as_deref() != Some(job_name)
-                && j.metadata.deletion_timestamp.is_none()
-                && !is_finished(j)
-        });
-        match active {
-            Some(j) => Err(failure(
-                "k8s_concurrent_run_blocked",
-                format!(
-                    "agent already has a running Job {} in namespace {}; one Job per agent at a time",
-                    j.metadata.name.as_deref().unwrap_or("?"),
-                    self.namespace
-                ),
-            )),
-            None => Ok(()),
+        Ok(guard::decide(&list.items, want, &self.followed.snapshot()))
+    }
+
+    /// Then from the agent's Lease, which arbitrates between processes: taken for `job_name` by the first
+    /// attempt (the retry of an unknown session follows the same Job name, so it keeps it).
+    async fn hold_lease(
+        &self,
+        lock: &mut Option<AgentLock>,
+        jobs: &Api<Job>,
+        job_name: &str,
+    ) -> Result<(), Value> {
+        if lock.is_some() {
+            return Ok(());
         }
+        let leases: Api<Lease> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        match guard::acquire(&leases, jobs, &self.params.agent.id, job_name).await {
+            Ok(l) => {
+                *lock = Some(l);
+                Ok(())
+            }
+            Err(GuardError::Busy { job }) => Err(self.blocked(&job)),
+            Err(e) => Err(failure_with_hint(
+                "k8s_concurrency_guard_unreachable",
+                &e.to_string(),
+                "the one-Job-per-agent guard needs get/create/update/delete on leases.coordination.k8s.io in \
+                 the Jobs' namespace (deploy/role.yaml); `claude-k8s doctor` checks it",
+            )),
+        }
+    }
+
+    fn blocked(&self, job: &str) -> Value {
+        failure_with_hint(
+            "k8s_concurrent_run_blocked",
+            &format!(
+                "agent already has an active Job {job} in namespace {}; one Job per agent at a time",
+                self.namespace
+            ),
+            "wait for that run to finish, or cancel it in Paperclip; `claude-k8s jobs` lists the agent's Jobs",
+        )
     }
 
     /// Creates the run Secret, then the Job, then makes the Job own the Secret so garbage collection removes it.
@@ -708,6 +810,17 @@ impl Run<'_> {
                 "retainJobs is set: Job {job_name} is kept (TTL {}s)",
                 self.config.ttl_seconds_after_finished
             ));
+            // Its result is reported now: a later run must not adopt it as one that finished unwatched.
+            let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+            let patch =
+                json!({"metadata": {"annotations": {guard::RESULT_REPORTED: self.params.run_id}}});
+            if let Err(e) = jobs
+                .patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                self.sink
+                    .warn(&api_error(&format!("mark Job {job_name} as reported"), &e));
+            }
             return PodsGone::Graceful;
         }
         let client = self.kube.client.clone();
@@ -813,20 +926,35 @@ fn task_id(params: &ExecuteParams) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The values the adapter knows to be secret: the run's token, and env values whose name says secret (API keys,
+/// tokens, passwords) from the agent config and from the Paperclip pod's own plain env.
+fn known_secrets(params: &ExecuteParams, config: &AgentConfig, facts: &PodFacts) -> Vec<String> {
+    let mut secrets: Vec<String> = params.auth_token.iter().cloned().collect();
+    let raw_env = params.config.get("env").and_then(Value::as_object);
+    for (name, value) in &config.env {
+        // A binding Paperclip marks as a secret (anything but `plain`) is one whatever its name.
+        let bound_secret = raw_env
+            .and_then(|e| e.get(name))
+            .and_then(|b| b.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "plain");
+        if bound_secret || is_secret_name(name) {
+            secrets.push(value.clone());
+        }
+    }
+    secrets.extend(
+        facts
+            .env
+            .iter()
+            .filter(|e| is_secret_name(&e.name))
+            .filter_map(|e| e.value.clone()),
+    );
+    secrets
+}
+
 fn has_api_key(config: &AgentConfig, facts: &PodFacts) -> bool {
     config.env.contains_key("ANTHROPIC_API_KEY")
         || facts.env.iter().any(|e| e.name == "ANTHROPIC_API_KEY")
-}
-
-fn is_finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conds| {
-            conds
-                .iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
 }
 
 fn failed_reason(job: &Job) -> Option<String> {

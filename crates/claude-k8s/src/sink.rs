@@ -1,8 +1,12 @@
-//! Where a run's output goes: tagged protocol messages on the single writer's channel.
+//! Where a run's output goes: tagged protocol messages on the single writer's channel, with the run's known
+//! secrets masked ([`crate::mask`]) in every line, meta and result.
+
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::mask::Masker;
 use crate::serve::protocol::{LogStream, Message};
 
 /// Prefix of the adapter's own progress lines in the transcript (the UI parser shows them as system entries).
@@ -12,11 +16,36 @@ pub const PROGRESS_PREFIX: &str = "[claude-k8s]";
 pub struct Sink {
     id: String,
     tx: UnboundedSender<Message>,
+    /// Set once the run knows its secrets (after parsing its config), before anything of the agent is forwarded.
+    masker: Arc<OnceLock<Masker>>,
 }
 
 impl Sink {
     pub fn new(id: String, tx: UnboundedSender<Message>) -> Self {
-        Self { id, tx }
+        Self {
+            id,
+            tx,
+            masker: Arc::default(),
+        }
+    }
+
+    /// From now on these values never leave the process in clear. Set once; later calls are ignored.
+    pub fn mask_secrets(&self, masker: Masker) {
+        let _ = self.masker.set(masker);
+    }
+
+    fn masked<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.masker.get() {
+            Some(m) => m.mask(text),
+            None => std::borrow::Cow::Borrowed(text),
+        }
+    }
+
+    fn masked_json(&self, mut value: Value) -> Value {
+        if let Some(m) = self.masker.get() {
+            m.mask_json(&mut value);
+        }
+        value
     }
 
     fn send(&self, message: Message) {
@@ -29,12 +58,13 @@ impl Sink {
         self.send(Message::Log {
             id: self.id.clone(),
             stream: LogStream::Stdout,
-            chunk: format!("{line}\n"),
+            chunk: format!("{}\n", self.masked(line)),
         });
     }
 
     /// A progress line of the adapter's own.
     pub fn progress(&self, text: &str) {
+        let text = self.masked(text);
         tracing::info!(run = %self.id, "{text}");
         self.stdout_line(&format!("{PROGRESS_PREFIX} {text}"));
     }
@@ -43,21 +73,21 @@ impl Sink {
         self.send(Message::Log {
             id: self.id.clone(),
             stream: LogStream::Stderr,
-            chunk: format!("{PROGRESS_PREFIX} {text}\n"),
+            chunk: format!("{PROGRESS_PREFIX} {}\n", self.masked(text)),
         });
     }
 
     pub fn meta(&self, meta: Value) {
         self.send(Message::Meta {
             id: self.id.clone(),
-            meta,
+            meta: self.masked_json(meta),
         });
     }
 
     pub fn result(&self, result: Value) {
         self.send(Message::Result {
             id: self.id.clone(),
-            result,
+            result: self.masked_json(result),
         });
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use fake_anthropic::FakeAnthropic;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -28,6 +29,8 @@ pub struct Stage {
     pub limited_kubeconfig: String,
     pub agent_image: String,
     pub busybox_image: String,
+    /// The light stand-in for claude (test/stage/images/claude-replay.sh) for tests of the pipe, not the agent.
+    pub replay_image: String,
 }
 
 pub fn repo_root() -> PathBuf {
@@ -90,7 +93,25 @@ impl Stage {
             limited_kubeconfig: get("KUBECONFIG_LIMITED"),
             agent_image: get("AGENT_IMAGE"),
             busybox_image: get("BUSYBOX_IMAGE"),
+            replay_image: get("REPLAY_IMAGE"),
         }
+    }
+
+    /// A copy of the least-privilege kubeconfig that reaches the API server through `addr` (a proxy on
+    /// loopback; the server certificate names 127.0.0.1, so TLS still verifies).
+    pub fn kubeconfig_via(&self, addr: std::net::SocketAddr) -> String {
+        let text = std::fs::read_to_string(&self.limited_kubeconfig).unwrap();
+        let api = stage_env("APISERVER");
+        assert!(text.contains(&api), "the kubeconfig names {api}");
+        let path = std::env::temp_dir().join(format!("claude-k8s-via-{}.kubeconfig", addr.port()));
+        std::fs::write(&path, text.replace(&api, &format!("https://{addr}"))).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    /// The API server's address on loopback.
+    pub fn apiserver_addr(&self) -> std::net::SocketAddr {
+        let api = stage_env("APISERVER");
+        api.trim_start_matches("https://").parse().unwrap()
     }
 
     pub async fn admin_client(&self) -> Client {
@@ -167,10 +188,23 @@ impl Stage {
             .list(&lp)
             .await
             .unwrap();
-        let pods = Api::<Pod>::namespaced(client, "paperclip")
+        let pods = Api::<Pod>::namespaced(client.clone(), "paperclip")
             .list(&lp)
             .await
             .unwrap();
+        let leases = Api::<Lease>::namespaced(client, "paperclip")
+            .list(&lp)
+            .await
+            .unwrap();
+        assert!(
+            leases.items.is_empty(),
+            "Leases left: {:?}",
+            leases
+                .items
+                .iter()
+                .map(|l| l.metadata.name.clone())
+                .collect::<Vec<_>>()
+        );
         let names = |v: Vec<Option<String>>| v.into_iter().flatten().collect::<Vec<_>>();
         assert!(
             jobs.items.is_empty(),
@@ -319,6 +353,38 @@ impl Serve {
             );
         }
         self.records.remove(id).unwrap()
+    }
+
+    /// Takes messages for up to `timeout`; the ids that have a result by then.
+    pub async fn collect_for(&mut self, timeout: Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || !self.pump(left).await {
+                break;
+            }
+        }
+        self.records
+            .iter()
+            .filter(|(_, r)| !r.result.is_null())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Whether `id` was sent and has no result yet.
+    pub fn has_pending(&self, id: &str) -> bool {
+        self.records.get(id).is_some_and(|r| r.result.is_null())
+    }
+
+    /// The record of an execute that has its result (see [`Serve::collect_for`]).
+    pub fn take(&mut self, id: &str) -> RunRecord {
+        self.records.remove(id).unwrap()
+    }
+
+    /// SIGKILL: the serve process dies mid-run as in a crash or an OOM kill of the Paperclip pod.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 
     pub async fn execute(&mut self, params: &Value) -> RunRecord {
