@@ -43,6 +43,7 @@ SERVICE_CIDR=127.96.0.0/16
 NS=paperclip
 BUSYBOX_IMAGE=local/busybox:1
 PAUSE_IMAGE=local/pause:1
+REPLAY_IMAGE=local/claude-replay:1
 AGENT_REPO=local/claude-agent
 PAPERCLIP_DIR=/paperclip
 # Every pull from a registry off this machine goes to a dead loopback port and fails at once.

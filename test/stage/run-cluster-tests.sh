@@ -22,3 +22,5 @@ cargo test -p fake-anthropic --test real_cli -- --include-ignored
 # The cluster suites (the pipeline; configuration, checks and Bedrock; failures). Two tests at a time: each run
 # is a pod on the one node.
 cargo test -p claude-k8s --test cluster --test cluster_config --test cluster_failures -- --ignored --test-threads 2
+# Races, adoption, log resilience and masking, one test at a time: one of them restarts the API server.
+cargo test -p claude-k8s --test cluster_resilience -- --ignored --test-threads 1

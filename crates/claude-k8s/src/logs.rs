@@ -62,10 +62,57 @@ impl Cursor {
 fn split_timestamp(line: &[u8]) -> Option<(Timestamp, String)> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let space = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
-    let ts = std::str::from_utf8(&line[..space]).ok()?.parse().ok()?;
-    let text = line.get(space + 1..).unwrap_or_default();
-    Some((ts, String::from_utf8_lossy(text).into_owned()))
+    let (ts, len) = timestamp_prefix(line)?;
+    let text = join_partials(line.get(len..).unwrap_or_default());
+    Some((ts, String::from_utf8_lossy(&text).into_owned()))
+}
+
+/// `<RFC 3339 timestamp> ` at the start of `bytes`: the timestamp and the prefix's length (space included, or
+/// the whole input when it is only a timestamp).
+fn timestamp_prefix(bytes: &[u8]) -> Option<(Timestamp, usize)> {
+    // The kubelet's stamps are 20 to 30 characters; never search a long line for its first space.
+    let head = &bytes[..bytes.len().min(40)];
+    let space = head.iter().position(|b| *b == b' ');
+    let end = match space {
+        Some(i) => i,
+        None if bytes.len() <= 40 => bytes.len(),
+        None => return None,
+    };
+    let stamp = std::str::from_utf8(&bytes[..end]).ok()?;
+    if !stamp.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let ts = stamp.parse().ok()?;
+    Some((ts, (end + 1).min(bytes.len())))
+}
+
+/// The size of the pieces a container runtime cuts a long line into (Docker's json-file driver and containerd's
+/// CRI logger both use 16 KiB).
+const PARTIAL_LINE: usize = 16 * 1024;
+
+/// Undoes the runtime's cutting of a long line: with `timestamps=true` the kubelet prints every 16 KiB piece with
+/// its own timestamp, so a line longer than that arrives as `<ts> piece<ts> piece…`. The stamps are removed only
+/// at the 16 KiB boundaries, so a timestamp the agent itself printed is never touched. Works on bytes: a
+/// multi-byte character cut at a boundary is whole again before the line is decoded.
+fn join_partials(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if text.len() <= PARTIAL_LINE {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut joined = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while rest.len() > PARTIAL_LINE {
+        joined.extend_from_slice(&rest[..PARTIAL_LINE]);
+        let after = &rest[PARTIAL_LINE..];
+        match timestamp_prefix(after) {
+            Some((_, len)) => rest = &after[len..],
+            None => {
+                rest = after;
+                break;
+            }
+        }
+    }
+    joined.extend_from_slice(rest);
+    std::borrow::Cow::Owned(joined)
 }
 
 /// How long a followed stream may stay silent before it is reopened anyway: a connection a proxy or load
@@ -179,6 +226,40 @@ mod tests {
         assert_eq!(text, "h\u{e9}llo \u{1f980}");
         let (_, text) = split_timestamp(b"2026-11-25T07:00:01Z a\xffb\n").unwrap();
         assert_eq!(text, "a\u{fffd}b");
+    }
+
+    #[test]
+    fn long_lines_cut_by_the_runtime_are_joined_at_16_kib_boundaries_only() {
+        // "é" then x's then "🦀": the runtime's cuts fall at 16 KiB, one of them inside a multi-byte character.
+        let mut original = "é".as_bytes().to_vec();
+        original.extend(std::iter::repeat_n(b'x', PARTIAL_LINE * 2 - 3));
+        original.extend("🦀 2026-11-25T07:00:09Z not a cut".as_bytes());
+        let mut wire = b"2026-11-25T07:00:01.000000001Z ".to_vec();
+        for (i, piece) in original.chunks(PARTIAL_LINE).enumerate() {
+            if i > 0 {
+                wire.extend(format!("2026-11-25T07:00:01.00000000{}Z ", i + 1).as_bytes());
+            }
+            wire.extend(piece);
+        }
+        wire.push(b'\n');
+        let (ts, text) = split_timestamp(&wire).unwrap();
+        assert_eq!(
+            ts,
+            "2026-11-25T07:00:01.000000001Z"
+                .parse::<Timestamp>()
+                .unwrap()
+        );
+        assert_eq!(
+            text.as_bytes(),
+            original.as_slice(),
+            "joined exactly, the agent's own timestamp kept"
+        );
+        // A line of exactly one piece, or shorter, is left alone.
+        let short = format!("2026-11-25T07:00:01Z {}\n", "y".repeat(PARTIAL_LINE));
+        assert_eq!(
+            split_timestamp(short.as_bytes()).unwrap().1.len(),
+            PARTIAL_LINE
+        );
     }
 
     #[test]

@@ -24,8 +24,8 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt, watcher::watch_object};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -552,7 +552,7 @@ impl Run<'_> {
             watcher::watcher(pods.clone(), watcher::Config::default().labels(&selector))
                 .default_backoff()
                 .boxed();
-        let mut job_events = watch_object(jobs, job_name).boxed();
+        let mut job_events = watch_job(jobs, job_name).boxed();
         let (line_tx, mut line_rx) = mpsc::channel::<String>(4096);
         let (terminated_tx, terminated_rx) = watch::channel(false);
         let mut line_tx = Some(line_tx);
@@ -1001,6 +1001,36 @@ fn api_error(what: &str, e: &kube::Error) -> String {
         kube::Error::Api(s) => format!("cannot {what}: {} ({} {})", s.message, s.code, s.reason),
         other => format!("cannot {what}: {other}"),
     }
+}
+
+/// The Job's state as a stream: `Some(job)` on every change, `None` once it is gone. Like kube's `watch_object`,
+/// plus the watcher's backoff: without it, a watch that cannot reconnect (the API server is restarting) retries
+/// in a tight loop, hammering the server as it comes back.
+fn watch_job(
+    jobs: Api<Job>,
+    name: &str,
+) -> impl futures::Stream<Item = Result<Option<Job>, watcher::Error>> + Send + use<> {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    watcher::watcher(jobs, config)
+        .default_backoff()
+        // Whether the Job was in the latest initial list: if not, it is gone (a Delete event can be missed).
+        .scan(false, |seen, event| {
+            match &event {
+                Ok(Event::Init) => *seen = false,
+                Ok(Event::InitApply(_)) => *seen = true,
+                _ => {}
+            }
+            futures::future::ready(Some((*seen, event)))
+        })
+        .filter_map(|(seen, event)| async move {
+            match event {
+                Ok(Event::Apply(job) | Event::InitApply(job)) => Some(Ok(Some(job))),
+                Ok(Event::Delete(_)) => Some(Ok(None)),
+                Ok(Event::InitDone) if !seen => Some(Ok(None)),
+                Ok(Event::Init | Event::InitDone) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
 }
 
 async fn sleep_until(at: Option<Instant>) {

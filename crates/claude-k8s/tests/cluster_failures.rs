@@ -518,8 +518,9 @@ async fn a_429_is_retried_visibly_then_succeeds_and_a_lasting_one_is_transient()
     serve.shutdown().await;
 }
 
-/// A namespace where the adapter's identity may list Jobs (the guard passes) but not create Secrets: the run
-/// fails at once with `k8s_forbidden`, the API server's own words, and the exact rule to add.
+/// A namespace where the adapter's identity may list Jobs and, later, use Leases (the guard passes) but not create
+/// Secrets: first the guard refuses (fails closed, naming the Lease rules), then the run fails at once with
+/// `k8s_forbidden`, the API server's own words, and the exact rule to add.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn a_403_at_create_names_the_missing_rule() {
@@ -562,6 +563,34 @@ async fn a_403_at_create_names_the_missing_rule() {
     let mut serve = Serve::start(&stage);
     let agent = stage::uuid();
     let config = stage.agent_config(&fake, &agent, json!({"namespace": ns}));
+
+    // Without the Lease rules the one-Job-per-agent guard cannot arbitrate: it refuses (fails closed).
+    let run = serve
+        .execute(&stage.params(&agent, &config, "[[fake:text never]]", None))
+        .await;
+    assert_eq!(
+        run.result["errorCode"],
+        "k8s_concurrency_guard_unreachable",
+        "{}",
+        dump(&run)
+    );
+    assert!(message(&run).contains("forbidden"), "{}", message(&run));
+    assert!(
+        hint(&run).contains("leases.coordination.k8s.io"),
+        "{}",
+        hint(&run)
+    );
+
+    let roles = Api::<Role>::namespaced(client.clone(), &ns);
+    let mut role = roles.get("jobs-read-only").await.unwrap();
+    role.rules.as_mut().unwrap().push(
+        serde_json::from_value(
+            json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                      "verbs": ["get", "create", "update", "delete"]}),
+        )
+        .unwrap(),
+    );
+    roles.replace("jobs-read-only", &pp, &role).await.unwrap();
     let started = Instant::now();
     let run = serve
         .execute(&stage.params(&agent, &config, "[[fake:text never]]", None))

@@ -33,13 +33,13 @@ fn transcript_lines(r: &RunRecord) -> Vec<String> {
         .collect()
 }
 
-/// Model requests that open a conversation (a single user message): one per claude process started.
-fn fresh_conversations(fake: &FakeAnthropic) -> usize {
+/// How many claude processes talked to the fake API (each sends its own `x-claude-code-session-id`).
+fn claude_processes(fake: &FakeAnthropic) -> usize {
     fake.message_requests()
         .iter()
-        .filter(|r| r.body["messages"].as_array().is_some_and(|m| m.len() == 1))
-        .filter(|r| r.body["messages"].to_string().contains("[[fake:hold"))
-        .count()
+        .filter_map(|r| r.headers.get("x-claude-code-session-id").cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 async fn agent_jobs(stage: &Stage, agent: &str) -> Vec<Job> {
@@ -234,9 +234,9 @@ async fn a_new_serve_process_adopts_a_running_job() {
         run.log_text()
     );
     assert_eq!(
-        fresh_conversations(&fake),
+        claude_processes(&fake),
         1,
-        "one claude ever started this conversation (none after the restart)"
+        "one claude process ever ran (none was started after the restart)"
     );
     stage.assert_nothing_left(&agent).await;
     second.shutdown().await;
@@ -317,7 +317,7 @@ async fn a_job_that_finished_unwatched_is_recovered_once() {
         requests,
         "claude was not run again"
     );
-    assert_eq!(fresh_conversations(&fake), 1);
+    assert_eq!(claude_processes(&fake), 1);
     stage.assert_nothing_left(&agent).await;
 
     // Recorded once: the next execute of that task starts new work instead of reporting it again.
