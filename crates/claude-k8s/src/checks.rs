@@ -181,6 +181,13 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         group: "",
+        resource: "events",
+        subresource: "",
+        verb: "list",
+        why: "name the cause of a failed start (FailedCreate, FailedMount)",
+    },
+    Permission {
+        group: "",
         resource: "persistentvolumeclaims",
         subresource: "",
         verb: "get",

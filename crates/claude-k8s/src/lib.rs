@@ -12,6 +12,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod events;
 pub mod guard;
 pub mod introspect;
 pub mod invocation;

@@ -263,6 +263,19 @@ fn waiting_failure(
                 .into(),
             limits.start_grace,
         ),
+        // Normal while a pod starts; a pod that stays here is stuck, mostly on a volume (FailedMount: a missing
+        // Secret, ConfigMap or claim), which only the pod's events tell: the run adds the latest one.
+        "ContainerCreating" | "PodInitializing" => (
+            "k8s_pod_start_timeout",
+            format!(
+                "the pod did not start within {}s: the {which} container is still waiting",
+                limits.pending_timeout.as_secs()
+            ),
+            "the pod's events name the cause (`kubectl describe pod`): often a volume that cannot be mounted, \
+             e.g. a Secret, ConfigMap or claim the Paperclip pod mounts that is missing in the Jobs' namespace"
+                .into(),
+            limits.pending_timeout,
+        ),
         "CreateContainerError" | "RunContainerError" => (
             "k8s_container_create_error",
             format!("the {which} container cannot be created"),
@@ -384,6 +397,24 @@ mod tests {
             })
         );
         assert!(v.progress.unwrap().contains("137 (OOMKilled)"));
+    }
+
+    #[test]
+    fn a_pod_stuck_starting_fails_after_the_pending_timeout_never_hangs() {
+        for (container, reason) in [
+            ("claude", "ContainerCreating"),
+            ("write-prompt", "ContainerCreating"),
+            ("claude", "PodInitializing"),
+        ] {
+            let v = view(&waiting(container, "i", reason, ""), &lim());
+            let f = v.failure.expect("a stuck start is a failure in waiting");
+            assert_eq!(f.code, "k8s_pod_start_timeout");
+            assert_eq!(
+                f.after, PENDING_TIMEOUT,
+                "{reason} may be slow, but not forever"
+            );
+            assert!(f.hint.contains("events"), "{}", f.hint);
+        }
     }
 
     #[test]

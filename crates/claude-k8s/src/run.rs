@@ -570,6 +570,7 @@ impl Run<'_> {
         let mut pod_deleting: Option<Instant> = None;
         // Until the first pod shows up: when to give up on the Job controller creating one.
         let mut no_pod_until = Some(Instant::now() + self.timing.pod.pod_create_timeout);
+        let mut pod_name: Option<String> = None;
 
         let stop = loop {
             let active = stopping.is_none();
@@ -601,7 +602,7 @@ impl Run<'_> {
                     break stopped(why, None);
                 }
                 _ = sleep_until(no_pod_until.filter(|_| active)) => {
-                    break Stop::Failed(Failed::new(
+                    break Stop::Failed(self.with_events("Job", job_name, Failed::new(
                         "k8s_pod_not_created",
                         format!(
                             "the Job controller created no pod for Job {job_name} in {}s",
@@ -612,14 +613,18 @@ impl Run<'_> {
                              adapterConfig.serviceAccountName, a used-up ResourceQuota or an admission policy \
                              refusing the pod"
                         )),
-                    ));
+                    )).await);
                 }
                 _ = sleep_until(pod_deleting.filter(|_| active)) => {
                     break Stop::Failed(self.deleted_externally(job_name, None).await);
                 }
                 _ = sleep_until(failure_at) => {
                     let (f, _) = pending_failure.take().expect("a deadline implies a failure");
-                    break Stop::Failed(Failed::new(f.code, f.message, Some(&f.hint)));
+                    let failed = Failed::new(f.code, f.message, Some(&f.hint));
+                    break Stop::Failed(match (&pod_name, EVENT_CAUSED.contains(&f.code)) {
+                        (Some(pod), true) => self.with_events("Pod", pod, failed).await,
+                        _ => failed,
+                    });
                 }
                 Some(line) = line_rx.recv() => {
                     transcript.push_line(&line);
@@ -636,6 +641,7 @@ impl Run<'_> {
                 event = pod_events.next() => match event {
                     Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => {
                         no_pod_until = None;
+                        pod_name.clone_from(&pod.metadata.name);
                         let view = pod_state::view(&pod, &self.timing.pod);
                         if view.progress.is_some() && view.progress != last_progress {
                             self.sink.progress(view.progress.as_deref().unwrap_or_default());
@@ -697,11 +703,16 @@ impl Run<'_> {
                             + Duration::from_secs(10);
                         let end_wait = tokio::time::sleep_until(give_up);
                         tokio::pin!(end_wait);
-                        // Keep draining lines and pod events until the pod's end, in a small inner loop.
+                        // Keep draining lines and pod events until the pod's end, in a small inner loop. A cancel
+                        // meanwhile is still a cancel: Paperclip waits for its acknowledgement.
+                        let mut cancelled = false;
                         let end = loop {
                             tokio::select! {
                                 _ = &mut end_wait => break None,
-                                _ = cancel.cancelled() => break None,
+                                _ = cancel.cancelled() => {
+                                    cancelled = true;
+                                    break None;
+                                }
                                 Some(line) = line_rx.recv() => {
                                     transcript.push_line(&line);
                                     self.sink.stdout_line(&line);
@@ -718,6 +729,9 @@ impl Run<'_> {
                             }
                         };
                         let _ = terminated_tx.send(true);
+                        if cancelled {
+                            break Stop::Cancelled;
+                        }
                         break Stop::Failed(job_deleted_failure(job_name, end.as_ref()));
                     }
                     Some(Ok(Some(job))) => {
@@ -776,6 +790,16 @@ impl Run<'_> {
             self.sink
                 .warn(&api_error(&format!("delete Job {job_name}"), &e));
         }
+    }
+
+    /// Adds the object's latest Warning event to a failure's message: the cause Kubernetes recorded only there.
+    async fn with_events(&self, kind: &str, name: &str, mut failed: Failed) -> Failed {
+        if let Some(event) =
+            crate::events::latest_warning(&self.kube.client, self.namespace, kind, name).await
+        {
+            failed.message = format!("{}; the {kind}'s latest event: {event}", failed.message);
+        }
+        failed
     }
 
     /// The pod went away (or claude was stopped) while nobody in this run asked for it: find out whether the Job
@@ -971,6 +995,13 @@ fn failed_reason(job: &Job) -> Option<String> {
         )
     })
 }
+
+/// Pod failures whose cause is told best by the pod's events (a failed mount, a container that cannot be made).
+const EVENT_CAUSED: [&str; 3] = [
+    "k8s_pod_start_timeout",
+    "k8s_container_create_error",
+    "k8s_pod_failed",
+];
 
 /// How many times a create is tried when the API server answers with a transient error.
 const CREATE_ATTEMPTS: u32 = 5;

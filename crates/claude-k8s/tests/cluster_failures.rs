@@ -734,10 +734,117 @@ async fn a_job_that_gets_no_pod_fails_after_the_pod_creation_timeout() {
         dump(&run)
     );
     assert!(message(&run).contains("created no pod"), "{}", dump(&run));
+    assert!(
+        message(&run).contains("latest event: FailedCreate")
+            && message(&run).contains("no-such-sa-"),
+        "the Job's event names the cause: {}",
+        dump(&run)
+    );
     assert!(hint(&run).contains("serviceAccountName"), "{}", dump(&run));
     assert!(
         took >= Duration::from_secs(8) && took < Duration::from_secs(90),
         "took {took:?}"
+    );
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
+
+/// The Paperclip pod mounts a Secret that does not exist in the Jobs' namespace: the Job pod inherits the volume
+/// and stays in ContainerCreating (FailedMount). The run does not hang: it fails after the pending timeout with
+/// the mount event's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn a_pod_stuck_on_a_missing_secret_volume_fails_with_the_mount_event() {
+    use kube::api::PostParams;
+
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let client = stage.admin_client().await;
+    let missing = format!("no-such-secret-{}", stage::short_id());
+    let stand_in = format!("paperclip-mounts-{}", stage::short_id());
+    // Only the object matters (self-introspection reads it); it never starts either.
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": stand_in, "namespace": "paperclip"},
+        "spec": {"automountServiceAccountToken": false, "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "paperclip", "image": stage.agent_image, "imagePullPolicy": "IfNotPresent",
+                                 "command": ["/bin/sleep-forever"],
+                                 "volumeMounts": [{"name": "data", "mountPath": "/paperclip"},
+                                                  {"name": "creds", "mountPath": "/etc/creds"}]}],
+                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "paperclip-data"}},
+                             {"name": "creds", "secret": {"secretName": missing}}]}
+    }))
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "paperclip");
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    let mut serve = Serve::start_with_env(
+        &stage,
+        &[
+            ("CLAUDE_K8S_SELF_POD", &format!("paperclip/{stand_in}")),
+            ("CLAUDE_K8S_PENDING_TIMEOUT_SEC", "15"),
+        ],
+    );
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({}));
+    let started = Instant::now();
+    let run = serve
+        .execute(&stage.params(&agent, &config, "[[fake:text never]]", None))
+        .await;
+    let took = started.elapsed();
+    let _ = pods
+        .delete(
+            &stand_in,
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        run.result["errorCode"],
+        "k8s_pod_start_timeout",
+        "{}",
+        dump(&run)
+    );
+    let msg = message(&run);
+    assert!(
+        msg.contains("FailedMount") && msg.contains(&missing),
+        "the mount event's words: {msg}"
+    );
+    assert!(took < Duration::from_secs(120), "took {took:?}");
+    stage.assert_nothing_left(&agent).await;
+    serve.shutdown().await;
+}
+
+/// Someone deletes the Job, and Paperclip cancels the run right after: the cancel is still acknowledged (twice
+/// is fine), and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real stage: make cluster-up"]
+async fn a_cancel_after_the_job_vanished_is_acknowledged() {
+    let stage = Stage::load();
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let mut serve = Serve::start(&stage);
+    let agent = stage::uuid();
+    let config = stage.agent_config(&fake, &agent, json!({"graceSec": 2}));
+    let id = serve
+        .send_execute(&stage.params(&agent, &config, "Hold [[fake:hold Working]]", None))
+        .await;
+    assert!(fake.wait_for_held(Duration::from_secs(120)).await);
+    let name = job_name(&stage, &agent).await;
+    let jobs: Api<Job> = Api::namespaced(stage.admin_client().await, "paperclip");
+    jobs.delete(&name, &DeleteParams::background())
+        .await
+        .unwrap();
+    serve.cancel(&id).await;
+    serve.cancel(&id).await;
+    let run = serve.wait_result(&id).await;
+    fake.release();
+    assert_eq!(run.result["errorCode"], "cancelled", "{}", dump(&run));
+    assert_eq!(
+        run.result["resultJson"]["executionCancellation"]["state"],
+        "acknowledged",
+        "{}",
+        dump(&run)
     );
     stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
