@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 STAGE := test/stage
 
-.PHONY: all build package test test-unit test-cluster test-paperclip cluster-up cluster-down demo stage-install lint
+.PHONY: all build package test test-unit test-cluster test-paperclip cluster-up cluster-down demo stage-install lint bench
 
 all: build
 
@@ -51,3 +51,7 @@ test: lint test-unit test-cluster test-paperclip
 
 demo:
 	$(STAGE)/demo.sh
+
+## Benchmarks on the real stage (not part of `make test`): bench/results.json and BENCHMARKS.md.
+bench:
+	$(STAGE)/run-bench.sh

@@ -223,6 +223,9 @@ impl Stage {
 #[derive(Debug, Default)]
 pub struct RunRecord {
     pub logs: Vec<(String, String)>,
+    /// When each of `logs` arrived (wall clock, to compare with times the container wrote).
+    pub log_at: Vec<std::time::SystemTime>,
+    pub result_at: Option<std::time::SystemTime>,
     pub meta: Option<Value>,
     pub result: Value,
 }
@@ -245,7 +248,7 @@ impl RunRecord {
 pub struct Serve {
     child: Child,
     stdin: ChildStdin,
-    messages: mpsc::UnboundedReceiver<Value>,
+    messages: mpsc::UnboundedReceiver<(Value, std::time::SystemTime)>,
     records: HashMap<String, RunRecord>,
     next_id: u32,
 }
@@ -276,8 +279,10 @@ impl Serve {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let _ =
-                    tx.send(serde_json::from_str::<Value>(&line).expect("serve writes JSON lines"));
+                let message =
+                    serde_json::from_str::<Value>(&line).expect("serve writes JSON lines");
+                // Stamped on arrival, not when a test gets around to reading it.
+                let _ = tx.send((message, std::time::SystemTime::now()));
             }
         });
         Self {
@@ -305,7 +310,7 @@ impl Serve {
 
     /// Takes one message into the records; false on timeout.
     async fn pump(&mut self, timeout: Duration) -> bool {
-        let Ok(Some(m)) = tokio::time::timeout(timeout, self.messages.recv()).await else {
+        let Ok(Some((m, at))) = tokio::time::timeout(timeout, self.messages.recv()).await else {
             return false;
         };
         let id = m["id"].as_str().unwrap_or_default().to_owned();
@@ -313,12 +318,18 @@ impl Serve {
             return true;
         };
         match m["type"].as_str() {
-            Some("log") => rec.logs.push((
-                m["stream"].as_str().unwrap().into(),
-                m["chunk"].as_str().unwrap().into(),
-            )),
+            Some("log") => {
+                rec.logs.push((
+                    m["stream"].as_str().unwrap().into(),
+                    m["chunk"].as_str().unwrap().into(),
+                ));
+                rec.log_at.push(at);
+            }
             Some("meta") => rec.meta = Some(m["meta"].clone()),
-            Some("result") => rec.result = m["result"].clone(),
+            Some("result") => {
+                rec.result = m["result"].clone();
+                rec.result_at = Some(at);
+            }
             Some("error") => rec.result = json!({"protocolError": m}),
             _ => {}
         }
@@ -379,6 +390,11 @@ impl Serve {
     /// The record of an execute that has its result (see [`Serve::collect_for`]).
     pub fn take(&mut self, id: &str) -> RunRecord {
         self.records.remove(id).unwrap()
+    }
+
+    /// The serve process's pid (for its RSS and CPU time in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
     }
 
     /// SIGKILL: the serve process dies mid-run as in a crash or an OOM kill of the Paperclip pod.
