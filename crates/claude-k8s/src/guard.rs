@@ -61,7 +61,11 @@ pub fn decide(jobs: &[Job], want: &Want, followed_here: &HashSet<String>) -> Ver
             || (label(j, labels::TASK_ID) == want.task_id.map(labels::label_value)
                 && label(j, labels::SESSION_ID) == want.session_id.map(labels::label_value))
     };
-    let mut active = jobs.iter().filter(live).filter(|j| !is_finished(j));
+    // A retained Job whose result was reported is done even before the Job controller marks it Complete.
+    let mut active = jobs
+        .iter()
+        .filter(live)
+        .filter(|j| !is_finished(j) && !is_reported(j));
     let mut first_active = None;
     for j in active.by_ref() {
         if same_work(j) && !followed_here.contains(&name(j)) {
@@ -76,14 +80,7 @@ pub fn decide(jobs: &[Job], want: &Want, followed_here: &HashSet<String>) -> Ver
         return Verdict::Blocked { job };
     }
     let unreported = jobs.iter().filter(live).find(|j| {
-        is_finished(j)
-            && same_work(j)
-            && !followed_here.contains(&name(j))
-            && !j
-                .metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(RESULT_REPORTED))
+        is_finished(j) && same_work(j) && !followed_here.contains(&name(j)) && !is_reported(j)
     });
     match unreported {
         Some(j) => Verdict::Adopt {
@@ -92,6 +89,13 @@ pub fn decide(jobs: &[Job], want: &Want, followed_here: &HashSet<String>) -> Ver
         },
         None => Verdict::Clear,
     }
+}
+
+fn is_reported(job: &Job) -> bool {
+    job.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(RESULT_REPORTED))
 }
 
 fn label(job: &Job, key: &str) -> Option<String> {
@@ -384,6 +388,12 @@ mod tests {
             reported(finished(job("done", Some("T1"), Some("S1")))),
         ];
         assert_eq!(decide(&jobs, &WANT, &none), Verdict::Clear);
+    }
+
+    #[test]
+    fn a_reported_job_does_not_block_before_it_is_marked_complete() {
+        let jobs = [reported(job("kept", Some("T2"), None))];
+        assert_eq!(decide(&jobs, &WANT, &HashSet::new()), Verdict::Clear);
     }
 
     #[test]

@@ -22,6 +22,15 @@ pub const AGENT_NAME_ANNOTATION: &str = "paperclip.io/agent-name";
 
 /// The label the Job controller puts on a Job's pods (1.20 has no `batch.kubernetes.io/job-name`).
 pub const JOB_NAME: &str = "job-name";
+/// The label the Job controller puts on a Job's pods with the Job's uid (1.20 has no
+/// `batch.kubernetes.io/controller-uid`).
+pub const CONTROLLER_UID: &str = "controller-uid";
+
+/// The selector of one Job object's pods. By uid, not by name: the pods of an earlier Job of the same name (a
+/// retried attempt; a finished one still terminating) are never taken for this one's.
+pub fn pods_of(job_uid: &str) -> String {
+    format!("{CONTROLLER_UID}={job_uid}")
+}
 
 /// Label prefixes a user may not set through `adapterConfig.labels`: they would confuse ownership.
 const RESERVED_PREFIXES: [&str; 4] = [

@@ -26,6 +26,7 @@ pub mod outcome;
 pub mod plan;
 pub mod pod_facts;
 pub mod pod_state;
+pub mod retry_hint;
 pub mod run;
 pub mod serve;
 pub mod sink;

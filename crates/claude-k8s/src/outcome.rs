@@ -130,6 +130,13 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
                 rj.insert("errorFamily".into(), json!(family));
             }
         }
+        if matches!(code, "provider_quota" | "claude_transient_upstream") {
+            insert_retry_not_before(
+                &mut r,
+                code,
+                &format!("{message}\n{}", t.error_messages().join("\n")),
+            );
+        }
     } else if t.is_refusal() {
         r.insert("errorCode".into(), json!("claude_refusal"));
         r.insert("errorFamily".into(), json!("model_refusal"));
@@ -139,6 +146,22 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
         r.insert("exitCode".into(), json!(0));
     }
     Value::Object(r)
+}
+
+/// claude_local's `retryNotBefore` (top level and in resultJson) when Claude named the time its limit resets.
+fn insert_retry_not_before(r: &mut serde_json::Map<String, Value>, code: &str, text: &str) {
+    let Some(at) = crate::retry_hint::retry_not_before(text, &jiff::Zoned::now()) else {
+        return;
+    };
+    let at = json!(at.to_string());
+    r.insert("retryNotBefore".into(), at.clone());
+    if let Some(Value::Object(rj)) = r.get_mut("resultJson") {
+        rj.insert("retryNotBefore".into(), at.clone());
+        rj.insert("transientRetryNotBefore".into(), at.clone());
+        if code == "provider_quota" {
+            rj.insert("providerQuotaRetryNotBefore".into(), at);
+        }
+    }
 }
 
 /// The result of a run the adapter stopped at `timeoutSec` (claude_local's words), with Claude's last lines.
@@ -249,7 +272,7 @@ pub fn classify_claude_failure(
     if t.is_unknown_session_error() {
         return ("claude_failed", None);
     }
-    if contains_any(&hay, PROVIDER_QUOTA) {
+    if contains_any(&hay, PROVIDER_QUOTA) || crate::retry_hint::is_usage_limit_notice(&hay) {
         return ("provider_quota", Some("provider_quota"));
     }
     if matches!(status, Some(429 | 503 | 529))
@@ -532,6 +555,16 @@ mod tests {
         assert_eq!(r["errorCode"], "claude_transient_upstream");
         assert_eq!(r["errorFamily"], "transient_upstream");
         assert_eq!(r["resultJson"]["errorFamily"], "transient_upstream");
+        assert!(r.get("retryNotBefore").is_none(), "no reset time was named");
+        let quota = r#"{"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"You've hit your session limit · resets 4pm (America/Chicago)"}"#;
+        let r = finished(&exit(1), &transcript(&[INIT, quota]), &facts());
+        assert_eq!(r["errorCode"], "provider_quota");
+        let at: jiff::Timestamp = r["retryNotBefore"].as_str().unwrap().parse().unwrap();
+        assert!(at > jiff::Timestamp::now(), "the next 4 pm in Chicago");
+        assert_eq!(
+            r["resultJson"]["providerQuotaRetryNotBefore"],
+            r["retryNotBefore"]
+        );
         let overloaded = r#"{"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"API Error: 529 Overloaded","api_error_status":529}"#;
         let r = finished(&exit(1), &transcript(&[INIT, overloaded]), &facts());
         assert_eq!(r["errorCode"], "claude_transient_upstream");

@@ -55,6 +55,8 @@ pub struct Services {
     pub self_pod: SelfPod,
     /// Jobs that a run of this process follows right now: never adopted by another run of it.
     pub followed: Followed,
+    /// Cleanups that run after their result was sent; a shutdown waits for them (bounded).
+    pub cleanups: tokio_util::task::TaskTracker,
 }
 
 /// The names of the Jobs this process follows.
@@ -128,23 +130,26 @@ pub fn failure_with_hint(code: &str, message: &str, hint: &str) -> Value {
     r
 }
 
+/// Runs one execute and sends its result through `sink`. The result goes out as soon as it is known: what is
+/// left of a normal end's cleanup (the run Secret, waiting for the pods to be gone) happens after it, tracked by
+/// `services.cleanups` so a shutdown waits for it.
 pub async fn execute(
     services: &Services,
     params: ExecuteParams,
     sink: &Sink,
     cancel: CancellationToken,
-) -> Value {
+) {
     let config = match AgentConfig::parse(&params.config) {
         Ok(c) => c,
-        Err(e) => return failure("invalid_config", e.to_string()),
+        Err(e) => return sink.result(failure("invalid_config", e.to_string())),
     };
     let kube = match services.clients.get(config.kubeconfig.as_deref()).await {
         Ok(k) => k,
-        Err(e) => return failure("k8s_client_unavailable", e.to_string()),
+        Err(e) => return sink.result(failure("k8s_client_unavailable", e.to_string())),
     };
     let facts = match services.self_pod.facts(&kube).await {
         Ok(f) => f,
-        Err(e) => return failure("k8s_self_pod_unreadable", e.to_string()),
+        Err(e) => return sink.result(failure("k8s_self_pod_unreadable", e.to_string())),
     };
     // Before anything of the agent is forwarded.
     sink.mask_secrets(Masker::new(known_secrets(&params, &config, &facts)));
@@ -179,19 +184,36 @@ pub async fn execute(
     let unknown_session = resume.is_some()
         && first.container_exit.is_some_and(|code| code != 0)
         && first.transcript.is_unknown_session_error();
-    let result = if unknown_session {
+    let last = if unknown_session {
         sink.progress(&format!(
             "Claude resume session \"{}\" is unavailable; retrying with a fresh session.",
             resume.unwrap_or_default()
         ));
-        run.attempt(None, true, &cancel, &mut lock).await.result
+        // The retry's Job has the same name: the first one must be gone first.
+        if let Some(job) = &first.reap {
+            run.pods_gone(job).await;
+        }
+        run.attempt(None, true, &cancel, &mut lock).await
     } else {
-        first.result
+        first
     };
+    // The Job is deleted (or done and kept) by now: the agent's next run may start as soon as it has the result.
+    // (A Lease whose Job is already gone would still count as held for a minute, as one being created.)
     if let Some(lock) = lock {
         lock.release().await;
     }
-    result
+    sink.result(last.result);
+    if let Some(job) = &last.reap {
+        services
+            .cleanups
+            .track_future(async {
+                let gone = run.pods_gone(job).await;
+                if gone != PodsGone::Graceful {
+                    tracing::warn!(job = %job.name, ?gone, "the pods of a finished run were slow to go");
+                }
+            })
+            .await;
+    }
 }
 
 struct Run<'a> {
@@ -209,6 +231,15 @@ struct Attempt {
     result: Value,
     transcript: Transcript,
     container_exit: Option<i32>,
+    /// A Job (and run Secret) already deleted whose pods are still to be waited for.
+    reap: Option<JobRef>,
+}
+
+/// A Job the run follows: its name, and the selector of its own pods (by uid, [`labels::pods_of`]).
+#[derive(Debug, Clone)]
+struct JobRef {
+    name: String,
+    pods: String,
 }
 
 /// Why following stopped.
@@ -252,6 +283,7 @@ impl Attempt {
             result,
             transcript: Transcript::default(),
             container_exit: None,
+            reap: None,
         }
     }
 }
@@ -295,11 +327,21 @@ impl Run<'_> {
             task_id: identity.task_id.as_deref(),
             session_id: identity.session_id.as_deref(),
         };
-        let (job_name, adopted) = match self.scan(&jobs, &want).await {
-            Ok(Verdict::Clear) => (planned_job.clone(), None),
-            Ok(Verdict::Adopt { job, finished }) => (job, Some(finished)),
-            Ok(Verdict::Blocked { job }) => return Attempt::early(self.blocked(&job)),
+        let (verdict, listed) = match self.scan(&jobs, &want).await {
+            Ok(v) => v,
             Err(result) => return Attempt::early(result),
+        };
+        let (job_name, adopted) = match verdict {
+            Verdict::Clear => (planned_job.clone(), None),
+            Verdict::Adopt { job, finished } => {
+                let uid = listed
+                    .iter()
+                    .find(|j| j.metadata.name.as_deref() == Some(job.as_str()))
+                    .and_then(|j| j.metadata.uid.clone())
+                    .unwrap_or_default();
+                (job, Some((finished, uid)))
+            }
+            Verdict::Blocked { job } => return Attempt::early(self.blocked(&job)),
         };
         // This process's runs never adopt a Job another of its runs follows (that is a duplicate, not an orphan).
         let Some(_following) = self.followed.enter(&job_name) else {
@@ -312,28 +354,38 @@ impl Run<'_> {
         if cancel.is_cancelled() {
             return Attempt::early(cancelled_result(false));
         }
-        match adopted {
+        // The Job's own pods, by its uid.
+        let pods = match adopted {
             None => {
-                if let Err(result) = self.launch(&manifests).await {
-                    return Attempt::early(result);
-                }
+                let uid = match self.launch(&manifests).await {
+                    Ok(job) => job.metadata.uid.unwrap_or_default(),
+                    Err(result) => return Attempt::early(result),
+                };
                 sink.progress(&format!(
                     "Job {job_name} created in namespace {}",
                     self.namespace
                 ));
+                labels::pods_of(&uid)
             }
-            Some(finished) => sink.progress(&format!(
+            Some((finished, uid)) => {
+                sink.progress(&format!(
                 "adopting Job {job_name} of the same task and session: {}; following it from its first line",
-                if finished {
-                    "it finished while no adapter process watched it, its result is read from its pod"
-                } else {
-                    "its supervising process is gone (a restart) and it is still running"
-                }
-            )),
-        }
+                    if finished {
+                        "it finished while no adapter process watched it, its result is read from its pod"
+                    } else {
+                        "its supervising process is gone (a restart) and it is still running"
+                    }
+                ));
+                labels::pods_of(&uid)
+            }
+        };
+        let job = JobRef {
+            name: job_name.clone(),
+            pods,
+        };
 
         let mut transcript = Transcript::default();
-        let stop = self.follow(&job_name, &mut transcript, cancel).await;
+        let stop = self.follow(&job, &mut transcript, cancel).await;
         let run_facts = RunFacts {
             cwd: inv.cwd.clone(),
             configured_model: config.model.clone(),
@@ -345,14 +397,18 @@ impl Run<'_> {
             namespace: self.namespace.to_owned(),
             memory_limit: config.resources.limits_memory.clone(),
         };
+        // The Job whose remaining cleanup waits until the result is out (a normal end only).
+        let mut reap = None;
         let (result, container_exit) = match stop {
             Stop::Ended(end) => {
                 let exit = end.exit_code;
-                self.cleanup(&job_name, false).await;
+                if self.release_job(&job_name).await {
+                    reap = Some(job.clone());
+                }
                 (outcome::finished(&end, &transcript, &run_facts), Some(exit))
             }
             Stop::StoppedAfterResult(end) => {
-                self.cleanup(&job_name, true).await;
+                self.cleanup(&job).await;
                 let end = end.unwrap_or(ContainerEnd {
                     exit_code: 143,
                     reason: Some("Stopped".into()),
@@ -369,11 +425,11 @@ impl Run<'_> {
             }
             Stop::Cancelled => {
                 sink.progress(&format!("cancelling: deleting Job {job_name}"));
-                let gone = self.cleanup(&job_name, true).await;
+                let gone = self.cleanup(&job).await;
                 (cancelled_result(gone != PodsGone::Graceful), None)
             }
             Stop::TimedOut => {
-                self.cleanup(&job_name, true).await;
+                self.cleanup(&job).await;
                 (
                     outcome::timed_out(config.timeout_sec, &transcript, &run_facts),
                     None,
@@ -382,7 +438,7 @@ impl Run<'_> {
             Stop::Failed(f) => {
                 let message = outcome::with_last_lines(&f.message, &transcript);
                 sink.warn(&message);
-                self.cleanup(&job_name, true).await;
+                self.cleanup(&job).await;
                 let mut r = match &f.hint {
                     Some(hint) => failure_with_hint(f.code, &message, hint),
                     None => failure(f.code, message),
@@ -395,11 +451,16 @@ impl Run<'_> {
             result,
             transcript,
             container_exit,
+            reap,
         }
     }
 
     /// One Job per agent, first from the agent's Jobs ([`guard::decide`]: adopt, block or clear). Fails closed.
-    async fn scan(&self, jobs: &Api<Job>, want: &guard::Want<'_>) -> Result<Verdict, Value> {
+    async fn scan(
+        &self,
+        jobs: &Api<Job>,
+        want: &guard::Want<'_>,
+    ) -> Result<(Verdict, Vec<Job>), Value> {
         let selector = labels::selector(&[
             (
                 labels::AGENT_ID,
@@ -413,7 +474,8 @@ impl Run<'_> {
                 api_error("list the agent's Jobs to check for a running one; refusing to start a second", &e),
             )
         })?;
-        Ok(guard::decide(&list.items, want, &self.followed.snapshot()))
+        let verdict = guard::decide(&list.items, want, &self.followed.snapshot());
+        Ok((verdict, list.items))
     }
 
     /// Then from the agent's Lease, which arbitrates between processes: taken for `job_name` by the first
@@ -455,7 +517,7 @@ impl Run<'_> {
     }
 
     /// Creates the run Secret, then the Job, then makes the Job own the Secret so garbage collection removes it.
-    async fn launch(&self, m: &RunManifests) -> Result<(), Value> {
+    async fn launch(&self, m: &RunManifests) -> Result<Job, Value> {
         let secrets: Api<Secret> = Api::namespaced(self.kube.client.clone(), self.namespace);
         let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
         let pp = PostParams::default();
@@ -536,18 +598,19 @@ impl Run<'_> {
             // Not fatal: cleanup deletes the Secret by name, and `claude-k8s gc` by label.
             tracing::warn!(error = %e, secret = %secret_name, "cannot give the run Secret an owner");
         }
-        Ok(())
+        Ok(job)
     }
 
     async fn follow(
         &self,
-        job_name: &str,
+        job: &JobRef,
         transcript: &mut Transcript,
         cancel: &CancellationToken,
     ) -> Stop {
+        let job_name = job.name.as_str();
         let pods: Api<Pod> = Api::namespaced(self.kube.client.clone(), self.namespace);
         let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
-        let selector = format!("{}={job_name}", labels::JOB_NAME);
+        let selector = job.pods.clone();
         let mut pod_events =
             watcher::watcher(pods.clone(), watcher::Config::default().labels(&selector))
                 .default_backoff()
@@ -826,38 +889,41 @@ impl Run<'_> {
         }
     }
 
-    /// Deletes the run's Job (its pods with it) and Secret unless `retainJobs`; with `force`, always, and waits
-    /// until the pods are gone, force-deleting a pod that outlives its grace (a stuck kubelet: [`stop`]).
-    async fn cleanup(&self, job_name: &str, force: bool) -> PodsGone {
-        if self.config.retain_jobs && !force {
-            self.sink.progress(&format!(
-                "retainJobs is set: Job {job_name} is kept (TTL {}s)",
-                self.config.ttl_seconds_after_finished
-            ));
-            // Its result is reported now: a later run must not adopt it as one that finished unwatched.
-            let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
-            let patch =
-                json!({"metadata": {"annotations": {guard::RESULT_REPORTED: self.params.run_id}}});
-            if let Err(e) = jobs
-                .patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                self.sink
-                    .warn(&api_error(&format!("mark Job {job_name} as reported"), &e));
-            }
-            return PodsGone::Graceful;
+    /// The run ended normally: before its result is reported, the Job is deleted (or, with `retainJobs`, marked
+    /// as reported), so the agent's next run is not held up by it. What is left to do afterwards, off the result's
+    /// path, is [`Run::reap`]; returns whether there is anything.
+    async fn release_job(&self, job_name: &str) -> bool {
+        if !self.config.retain_jobs {
+            self.delete_job(job_name, None).await;
+            self.delete_run_secret(job_name).await;
+            return true;
         }
-        let client = self.kube.client.clone();
-        let pods: Api<Pod> = Api::namespaced(client.clone(), self.namespace);
-        let secrets: Api<Secret> = Api::namespaced(client, self.namespace);
-        let grace = force.then(|| self.config.grace_sec.min(u32::MAX as u64) as u32);
-        self.delete_job(job_name, grace).await;
-        let _ = secrets
-            .delete(&labels::run_secret_name(job_name), &DeleteParams::default())
-            .await;
-        let gone =
-            stop::ensure_pods_gone(&pods, job_name, Duration::from_secs(self.config.grace_sec))
-                .await;
+        self.sink.progress(&format!(
+            "retainJobs is set: Job {job_name} is kept (TTL {}s)",
+            self.config.ttl_seconds_after_finished
+        ));
+        // Its result is reported now: a later run must not adopt it as one that finished unwatched.
+        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let patch =
+            json!({"metadata": {"annotations": {guard::RESULT_REPORTED: self.params.run_id}}});
+        if let Err(e) = jobs
+            .patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            self.sink
+                .warn(&api_error(&format!("mark Job {job_name} as reported"), &e));
+        }
+        false
+    }
+
+    /// Stops the run now (cancel, timeout, failure): deletes the Job with the configured grace and waits until its
+    /// pods are gone, force-deleting a pod that outlives its grace (a stuck kubelet: [`stop`]). Always, whatever
+    /// `retainJobs` says: a stopped run must not keep running.
+    async fn cleanup(&self, job: &JobRef) -> PodsGone {
+        let job_name = job.name.as_str();
+        let grace = self.config.grace_sec.min(u32::MAX as u64) as u32;
+        self.delete_job(job_name, Some(grace)).await;
+        let gone = self.reap(job).await;
         match gone {
             PodsGone::Graceful => {}
             PodsGone::Forced => self.sink.warn(&format!(
@@ -868,6 +934,26 @@ impl Run<'_> {
             )),
         }
         gone
+    }
+
+    /// After the Job's deletion: removes the run Secret and waits until the Job's pods are gone.
+    async fn reap(&self, job: &JobRef) -> PodsGone {
+        self.delete_run_secret(&job.name).await;
+        self.pods_gone(job).await
+    }
+
+    async fn pods_gone(&self, job: &JobRef) -> PodsGone {
+        let pods: Api<Pod> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        stop::ensure_pods_gone(&pods, &job.pods, Duration::from_secs(self.config.grace_sec)).await
+    }
+
+    /// The Job owns its run Secret (garbage collection removes it too); deleting it by name is quicker and also
+    /// covers a Secret whose owner reference could not be set.
+    async fn delete_run_secret(&self, job_name: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let _ = secrets
+            .delete(&labels::run_secret_name(job_name), &DeleteParams::default())
+            .await;
     }
 }
 

@@ -16,8 +16,6 @@ use kube::api::{DeleteParams, ListParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
-use crate::labels;
-
 /// How long past their grace the pods may take before they are force-deleted.
 const SLACK: Duration = Duration::from_secs(15);
 /// How long force-deleted pods may take to leave the API.
@@ -33,17 +31,17 @@ pub enum PodsGone {
     Stuck,
 }
 
-/// Waits until the Job's pods are gone, force-deleting them when they outlive `grace` plus a slack.
-pub async fn ensure_pods_gone(pods: &Api<Pod>, job_name: &str, grace: Duration) -> PodsGone {
-    if wait_pods_gone(pods, job_name, grace + SLACK).await {
+/// Waits until the pods `selector` picks (one Job's: [`labels::pods_of`]) are gone, force-deleting them when
+/// they outlive `grace` plus a slack.
+pub async fn ensure_pods_gone(pods: &Api<Pod>, selector: &str, grace: Duration) -> PodsGone {
+    if wait_pods_gone(pods, selector, grace + SLACK).await {
         return PodsGone::Graceful;
     }
-    let selector = format!("{}={job_name}", labels::JOB_NAME);
     let force = DeleteParams {
         grace_period_seconds: Some(0),
         ..DeleteParams::default()
     };
-    if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+    if let Ok(list) = pods.list(&ListParams::default().labels(selector)).await {
         for pod in list.items {
             let name = pod.metadata.name.unwrap_or_default();
             tracing::warn!(pod = %name, "pod outlived its grace period: force-deleting it");
@@ -52,19 +50,18 @@ pub async fn ensure_pods_gone(pods: &Api<Pod>, job_name: &str, grace: Duration) 
             }
         }
     }
-    if wait_pods_gone(pods, job_name, FORCED_WAIT).await {
+    if wait_pods_gone(pods, selector, FORCED_WAIT).await {
         PodsGone::Forced
     } else {
         PodsGone::Stuck
     }
 }
 
-/// Waits, by watch, until no pod of the Job is left; false on timeout.
-pub async fn wait_pods_gone(pods: &Api<Pod>, job_name: &str, timeout: Duration) -> bool {
-    let selector = format!("{}={job_name}", labels::JOB_NAME);
+/// Waits, by watch, until no pod `selector` picks is left; false on timeout.
+pub async fn wait_pods_gone(pods: &Api<Pod>, selector: &str, timeout: Duration) -> bool {
     let remaining = async {
         let mut stream =
-            watcher::watcher(pods.clone(), watcher::Config::default().labels(&selector))
+            watcher::watcher(pods.clone(), watcher::Config::default().labels(selector))
                 .default_backoff()
                 .boxed();
         let mut present = BTreeSet::new();

@@ -515,6 +515,31 @@ async fn a_429_is_retried_visibly_then_succeeds_and_a_lasting_one_is_transient()
     );
     assert_eq!(run.result["errorFamily"], "transient_upstream");
     stage.assert_nothing_left(&agent).await;
+
+    // A usage limit that names its reset time: a provider quota, with the time to retry (claude_local's
+    // `retryNotBefore`), so Paperclip holds the agent until then.
+    let run = serve
+        .execute(&stage.params(
+            &agent,
+            &config,
+            "Busy [[fake:error 429 reset=4pm/America/Chicago]]",
+            None,
+        ))
+        .await;
+    assert_eq!(run.result["errorCode"], "provider_quota", "{}", dump(&run));
+    let at: jiff::Timestamp = run.result["retryNotBefore"]
+        .as_str()
+        .unwrap_or_else(|| panic!("retryNotBefore: {}", dump(&run)))
+        .parse()
+        .unwrap();
+    let chicago = at.to_zoned(jiff::tz::TimeZone::get("America/Chicago").unwrap());
+    assert_eq!((chicago.hour(), chicago.minute()), (16, 0), "{chicago}");
+    assert!(at > jiff::Timestamp::now());
+    assert_eq!(
+        run.result["resultJson"]["providerQuotaRetryNotBefore"],
+        run.result["retryNotBefore"]
+    );
+    stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
 }
 

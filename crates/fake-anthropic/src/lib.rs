@@ -524,7 +524,7 @@ async fn messages(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             let request_id = shared.next_id("req_fake_");
             let status =
                 StatusCode::from_u16(step.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut resp = json_response(status, &sse::error_json(step.status, &request_id));
+            let mut resp = json_response(status, &sse::error_json(&step, &request_id));
             let headers = resp.headers_mut();
             headers.insert("request-id", hv(&request_id));
             for (name, value) in sse::error_headers(&step) {

@@ -12,7 +12,8 @@
 //! | `[[fake:hold Some text]]` | streams a first text block, then stops mid-stream until released (`POST /_fake/release`) |
 //! | `[[fake:error 429]]` (also 401, 403, 400, 404, 413, 500, 529, ...) | that HTTP status with Anthropic's JSON error body |
 //!
-//! Error markers take options: `retry-after=SECONDS` (default 1 for 429 and 529, none otherwise) and
+//! Error markers take options: `reset=4pm/America/Chicago` (the message is claude.ai's usage-limit notice with
+//! that reset time), `retry-after=SECONDS` (default 1 for 429 and 529, none otherwise) and
 //! `times=N` (fail only the first N matching requests, then behave as if the marker were absent).
 //!
 //! Markers are read from the *turn prompt*: the latest user message that carries no `tool_result`
@@ -74,6 +75,9 @@ pub struct ErrorStep {
     pub status: u16,
     pub retry_after: Option<u64>,
     pub times: Option<u32>,
+    /// `reset=4pm/America/Chicago`: the error message is claude.ai's usage-limit notice with that reset time,
+    /// "You've hit your session limit · resets 4pm (America/Chicago)".
+    pub reset: Option<String>,
 }
 
 /// A marker as found in the text: the raw marker and the parsed step.
@@ -204,12 +208,15 @@ pub fn parse_step(body: &str) -> Step {
                 status,
                 retry_after: matches!(status, 429 | 529).then_some(1),
                 times: None,
+                reset: None,
             };
             for w in words {
                 if let Some(v) = w.strip_prefix("retry-after=") {
                     step.retry_after = v.parse().ok();
                 } else if let Some(v) = w.strip_prefix("times=") {
                     step.times = v.parse().ok();
+                } else if let Some(v) = w.strip_prefix("reset=") {
+                    step.reset = Some(v.to_owned());
                 } else {
                     return Step::Invalid(format!(
                         "error: unknown option {w:?} in [[fake:{body}]]"
@@ -750,7 +757,8 @@ mod tests {
             Step::Error(ErrorStep {
                 status: 429,
                 retry_after: Some(1),
-                times: None
+                times: None,
+                reset: None
             })
         );
         assert_eq!(
@@ -758,7 +766,17 @@ mod tests {
             Step::Error(ErrorStep {
                 status: 401,
                 retry_after: None,
-                times: Some(2)
+                times: Some(2),
+                reset: None
+            })
+        );
+        assert_eq!(
+            parse_step("error 429 reset=4pm/America/Chicago"),
+            Step::Error(ErrorStep {
+                status: 429,
+                retry_after: Some(1),
+                times: None,
+                reset: Some("4pm/America/Chicago".into())
             })
         );
         assert_eq!(
@@ -766,7 +784,8 @@ mod tests {
             Step::Error(ErrorStep {
                 status: 529,
                 retry_after: Some(0),
-                times: None
+                times: None,
+                reset: None
             })
         );
         assert_eq!(

@@ -185,11 +185,21 @@ pub fn error_type(status: u16) -> &'static str {
 
 /// The JSON body of an error response, e.g.
 /// `{"type":"error","error":{"type":"rate_limit_error","message":"..."},"request_id":"..."}`.
-pub fn error_json(status: u16, request_id: &str) -> Value {
-    let kind = error_type(status);
+pub fn error_json(step: &ErrorStep, request_id: &str) -> Value {
+    let kind = error_type(step.status);
+    let message = match &step.reset {
+        // `4pm/America/Chicago` → "… resets 4pm (America/Chicago)"; a bare `4pm` has no zone.
+        Some(reset) => match reset.split_once('/') {
+            Some((clock, zone)) => {
+                format!("You've hit your session limit · resets {clock} ({zone})")
+            }
+            None => format!("You've hit your session limit · resets {reset}"),
+        },
+        None => format!("fake {kind}"),
+    };
     json!({
         "type": "error",
-        "error": {"type": kind, "message": format!("fake {kind}")},
+        "error": {"type": kind, "message": message},
         "request_id": request_id,
     })
 }
@@ -347,7 +357,15 @@ mod tests {
 
     #[test]
     fn error_bodies() {
-        let v = error_json(429, "req_1");
+        let v = error_json(
+            &ErrorStep {
+                status: 429,
+                retry_after: None,
+                times: None,
+                reset: None,
+            },
+            "req_1",
+        );
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "rate_limit_error");
         assert_eq!(error_type(529), "overloaded_error");
@@ -357,6 +375,7 @@ mod tests {
             status: 429,
             retry_after: Some(1),
             times: None,
+            reset: None,
         });
         assert_eq!(h, vec![("retry-after", "1".to_string())]);
     }

@@ -116,6 +116,33 @@ describe("a claude_k8s heartbeat in a real Paperclip", { concurrency: false }, (
     }
   });
 
+  it("a cancel from Paperclip while the pod is still Pending is acknowledged, and nothing is left", async () => {
+    const pending = await createAgent(
+      company.id,
+      "K8s pending cancel agent",
+      agentConfig(facts, fake.url, { graceSec: 2, nodeSelector: { "example.com/no-such-node": "true" } }),
+    );
+    try {
+      const runId = await invokeHeartbeat(pending.id);
+      // Wait until the adapter reports the pod pending (the scheduler finds no node), i.e. it never started.
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const log = await api("GET", `/heartbeat-runs/${runId}/log?offset=0&limitBytes=1048576`);
+        if ((log.json?.content ?? "").includes("pending: Unschedulable")) break;
+        if (Date.now() > deadline) throw new Error(`run ${runId} never reported its pod pending`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const cancel = await api("POST", `/heartbeat-runs/${runId}/cancel`, {});
+      assert.equal(cancel.status, 200, `cancel answered ${cancel.status}: ${cancel.text}`);
+      const run = await followRun(runId);
+      assert.equal(run.status, "cancelled");
+      assert.equal(run.resultJson?.executionCancellation?.state, "acknowledged", JSON.stringify(run.resultJson));
+      assert.deepEqual(await leftovers(facts, pending.id), [], "the Job and its pending pod are gone");
+    } finally {
+      await api("POST", `/agents/${pending.id}/pause`, {}).catch(() => {});
+    }
+  });
+
   it("the agent's workspace is on the shared volume at the same absolute path", async () => {
     const workspace = path.join("/paperclip/instances/default/workspaces", agent.id);
     assert.ok(fs.existsSync(workspace), `${workspace} exists`);

@@ -18,6 +18,9 @@ use crate::run::{self, Services};
 use crate::sink::Sink;
 use protocol::{MAX_LINE_BYTES, Message, PROTOCOL_VERSION, Request};
 
+/// How long a shutdown waits for the cleanups of finished runs.
+const CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Running executes by id, so a `cancel` finds its run.
 type Registry = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
@@ -78,6 +81,17 @@ pub async fn serve() -> std::io::Result<()> {
         in_flight = registry.lock().map(|r| r.len()).unwrap_or(0),
         "serve stopping; running Jobs are left for adoption"
     );
+    // Finished runs may still be removing their Job's pods: give that a bounded moment (runs still going are left
+    // for adoption, not waited for).
+    services.cleanups.close();
+    if tokio::time::timeout(CLEANUP_WAIT, services.cleanups.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "cleanups still running at shutdown; ttlSecondsAfterFinished removes what is left"
+        );
+    }
     drop(tx);
     // Flush what is already queued (results sent just before shutdown), then exit without waiting for runs.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
@@ -114,9 +128,8 @@ fn dispatch(
                 let span = tracing::info_span!("execute", id = %id, run = %params.run_id, agent = %params.agent.id);
                 let _enter = span.enter();
                 drop(_enter);
-                let result = run::execute(&services, *params, &sink, token).await;
+                run::execute(&services, *params, &sink, token).await;
                 registry.lock().expect("registry lock").remove(&id);
-                sink.result(result);
             });
         }
         Request::Cancel { id, reason } => {

@@ -180,42 +180,43 @@ impl Stage {
         })
     }
 
-    /// No Job or pod of the agent remains (cleanup deletes the Job and waits for its pods).
+    /// No Job, pod or Lease of the agent remains. The result of a normal end goes out before the pods are gone
+    /// (the adapter finishes the cleanup right after it), so this waits for that, bounded.
     pub async fn assert_nothing_left(&self, agent: &str) {
         let client = self.admin_client().await;
         let lp = ListParams::default().labels(&format!("paperclip.io/agent-id={agent}"));
-        let jobs = Api::<Job>::namespaced(client.clone(), "paperclip")
-            .list(&lp)
-            .await
-            .unwrap();
-        let pods = Api::<Pod>::namespaced(client.clone(), "paperclip")
-            .list(&lp)
-            .await
-            .unwrap();
-        let leases = Api::<Lease>::namespaced(client, "paperclip")
-            .list(&lp)
-            .await
-            .unwrap();
-        assert!(
-            leases.items.is_empty(),
-            "Leases left: {:?}",
-            leases
-                .items
-                .iter()
-                .map(|l| l.metadata.name.clone())
-                .collect::<Vec<_>>()
-        );
-        let names = |v: Vec<Option<String>>| v.into_iter().flatten().collect::<Vec<_>>();
-        assert!(
-            jobs.items.is_empty(),
-            "Jobs left: {:?}",
-            names(jobs.items.into_iter().map(|j| j.metadata.name).collect())
-        );
-        assert!(
-            pods.items.is_empty(),
-            "pods left: {:?}",
-            names(pods.items.into_iter().map(|p| p.metadata.name).collect())
-        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let names = |v: Vec<Option<String>>| v.into_iter().flatten().collect::<Vec<_>>();
+            let jobs = Api::<Job>::namespaced(client.clone(), "paperclip")
+                .list(&lp)
+                .await
+                .unwrap();
+            let pods = Api::<Pod>::namespaced(client.clone(), "paperclip")
+                .list(&lp)
+                .await
+                .unwrap();
+            let leases = Api::<Lease>::namespaced(client.clone(), "paperclip")
+                .list(&lp)
+                .await
+                .unwrap();
+            let left = (
+                names(jobs.items.into_iter().map(|j| j.metadata.name).collect()),
+                names(pods.items.into_iter().map(|p| p.metadata.name).collect()),
+                names(leases.items.into_iter().map(|l| l.metadata.name).collect()),
+            );
+            if left.0.is_empty() && left.1.is_empty() && left.2.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "left after 60 s: Jobs {:?}, pods {:?}, Leases {:?}",
+                left.0,
+                left.1,
+                left.2
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 

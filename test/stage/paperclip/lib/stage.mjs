@@ -205,14 +205,24 @@ export async function followRun(runId, { onLogRecord = () => {}, onStatus = () =
 }
 
 /** Jobs and pods of an agent still in the cluster, via the admin kubeconfig and the stage's kubectl. */
+/**
+ * The agent's Jobs, pods and Leases still in the cluster, once they are gone or 60 s passed: a normal run's result
+ * goes out before its pods are gone (the adapter finishes the cleanup right after), so this waits for it.
+ */
 export async function leftovers(facts, agentId) {
   const { execFile } = await import("node:child_process");
-  const out = await new Promise((resolve, reject) =>
-    execFile(
-      facts.KUBECTL,
-      ["--kubeconfig", facts.KUBECONFIG_ADMIN, "-n", "paperclip", "get", "jobs,pods", "-l", `paperclip.io/agent-id=${agentId}`, "-o", "name"],
-      (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
-    ),
-  );
-  return out.split("\n").filter(Boolean);
+  const list = () =>
+    new Promise((resolve, reject) =>
+      execFile(
+        facts.KUBECTL,
+        ["--kubeconfig", facts.KUBECONFIG_ADMIN, "-n", "paperclip", "get", "jobs,pods,leases", "-l", `paperclip.io/agent-id=${agentId}`, "-o", "name"],
+        (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
+      ),
+    );
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const left = (await list()).split("\n").filter(Boolean);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
