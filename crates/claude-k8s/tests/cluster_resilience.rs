@@ -66,6 +66,37 @@ fn task_params(
     p
 }
 
+/// Starts a run of `task` in a serve process, waits until claude talks to the (held) model, then kills the
+/// process with SIGKILL: the Job is left running with nobody watching it.
+async fn orphan_a_held_run(
+    stage: &Stage,
+    fake: &FakeAnthropic,
+    agent: &str,
+    config: &Value,
+    prompt: &str,
+    task: &str,
+) {
+    let mut first = Serve::start(stage);
+    let p = task_params(
+        stage,
+        agent,
+        config,
+        prompt,
+        &format!("run-{agent}-1"),
+        task,
+    );
+    let id = first.send_execute(&p).await;
+    assert!(fake.wait_for_held(Duration::from_secs(120)).await);
+    assert!(
+        first
+            .wait_for_log(&id, Duration::from_secs(30), |l| l
+                .contains("\"subtype\":\"init\""))
+            .await,
+        "claude's init line arrived before the kill"
+    );
+    first.kill().await;
+}
+
 /// Twenty executes for one agent, half from each of two serve processes (two Paperclip replicas), each for its
 /// own task: exactly one Job is created, the other nineteen are refused at once naming it, and a run of another
 /// agent is not held up meanwhile.
@@ -176,25 +207,7 @@ async fn a_new_serve_process_adopts_a_running_job() {
     let agent = stage::uuid();
     let config = stage.agent_config(&fake, &agent, json!({"graceSec": 2}));
     let prompt = "Hold [[fake:hold Still working]]";
-
-    let mut first = Serve::start(&stage);
-    let p1 = task_params(
-        &stage,
-        &agent,
-        &config,
-        prompt,
-        &format!("run-{agent}-1"),
-        "task-a",
-    );
-    let id = first.send_execute(&p1).await;
-    assert!(fake.wait_for_held(Duration::from_secs(120)).await);
-    assert!(
-        first
-            .wait_for_log(&id, Duration::from_secs(30), |l| l
-                .contains("\"subtype\":\"init\""))
-            .await
-    );
-    first.kill().await;
+    orphan_a_held_run(&stage, &fake, &agent, &config, prompt, "task-a").await;
     let jobs = agent_jobs(&stage, &agent).await;
     assert_eq!(jobs.len(), 1, "the Job outlives its supervisor");
     let job = jobs[0].metadata.name.clone().unwrap();
@@ -252,19 +265,7 @@ async fn a_job_that_finished_unwatched_is_recovered_once() {
     let agent = stage::uuid();
     let config = stage.agent_config(&fake, &agent, json!({"graceSec": 2}));
     let prompt = "Hold [[fake:hold Done soon]]";
-
-    let mut first = Serve::start(&stage);
-    let p1 = task_params(
-        &stage,
-        &agent,
-        &config,
-        prompt,
-        &format!("run-{agent}-1"),
-        "task-b",
-    );
-    first.send_execute(&p1).await;
-    assert!(fake.wait_for_held(Duration::from_secs(120)).await);
-    first.kill().await;
+    orphan_a_held_run(&stage, &fake, &agent, &config, prompt, "task-b").await;
     fake.release();
     // Wait (bounded) for the Job to complete with nobody watching.
     let deadline = Instant::now() + Duration::from_secs(120);

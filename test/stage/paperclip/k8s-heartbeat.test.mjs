@@ -89,6 +89,27 @@ describe("a claude_k8s heartbeat in a real Paperclip", { concurrency: false }, (
     assert.deepEqual(await leftovers(facts, agent.id), []);
   });
 
+  /**
+   * Starts a heartbeat of the agent, waits until its run log shows `needle`, cancels it through Paperclip's own
+   * endpoint, and checks the cancel is acknowledged (200, run cancelled) and nothing of it is left.
+   */
+  async function cancelOnceLogged(agentId, needle, leftMessage) {
+    const runId = await invokeHeartbeat(agentId);
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const log = await api("GET", `/heartbeat-runs/${runId}/log?offset=0&limitBytes=1048576`);
+      if ((log.json?.content ?? "").includes(needle)) break;
+      if (Date.now() > deadline) throw new Error(`run ${runId} never logged ${needle}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const cancel = await api("POST", `/heartbeat-runs/${runId}/cancel`, {});
+    assert.equal(cancel.status, 200, `cancel answered ${cancel.status}: ${cancel.text}`);
+    const run = await followRun(runId);
+    assert.equal(run.status, "cancelled");
+    assert.equal(run.resultJson?.executionCancellation?.state, "acknowledged", JSON.stringify(run.resultJson));
+    assert.deepEqual(await leftovers(facts, agentId), [], leftMessage);
+  }
+
   it("a cancel from Paperclip stops the Job and Paperclip's cancel endpoint answers 200", async () => {
     const held = await createAgent(
       company.id,
@@ -96,21 +117,8 @@ describe("a claude_k8s heartbeat in a real Paperclip", { concurrency: false }, (
       agentConfig(facts, fake.url, { graceSec: 2, promptTemplate: "Hold on. [[fake:hold Working on it]]" }),
     );
     try {
-      const runId = await invokeHeartbeat(held.id);
-      // Wait until claude is talking to the model (the stream is held), i.e. the pod runs.
-      const deadline = Date.now() + 120_000;
-      for (;;) {
-        const log = await api("GET", `/heartbeat-runs/${runId}/log?offset=0&limitBytes=1048576`);
-        if ((log.json?.content ?? "").includes('\\"subtype\\":\\"init\\"')) break;
-        if (Date.now() > deadline) throw new Error(`run ${runId} never reached claude's init line`);
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      const cancel = await api("POST", `/heartbeat-runs/${runId}/cancel`, {});
-      assert.equal(cancel.status, 200, `cancel answered ${cancel.status}: ${cancel.text}`);
-      const run = await followRun(runId);
-      assert.equal(run.status, "cancelled");
-      assert.equal(run.resultJson?.executionCancellation?.state, "acknowledged", JSON.stringify(run.resultJson));
-      assert.deepEqual(await leftovers(facts, held.id), [], "the Job and its pod are gone");
+      // Once claude is talking to the model (the stream is held), i.e. the pod runs.
+      await cancelOnceLogged(held.id, '\\"subtype\\":\\"init\\"', "the Job and its pod are gone");
     } finally {
       await api("POST", `/agents/${held.id}/pause`, {}).catch(() => {});
     }
@@ -123,21 +131,8 @@ describe("a claude_k8s heartbeat in a real Paperclip", { concurrency: false }, (
       agentConfig(facts, fake.url, { graceSec: 2, nodeSelector: { "example.com/no-such-node": "true" } }),
     );
     try {
-      const runId = await invokeHeartbeat(pending.id);
-      // Wait until the adapter reports the pod pending (the scheduler finds no node), i.e. it never started.
-      const deadline = Date.now() + 120_000;
-      for (;;) {
-        const log = await api("GET", `/heartbeat-runs/${runId}/log?offset=0&limitBytes=1048576`);
-        if ((log.json?.content ?? "").includes("pending: Unschedulable")) break;
-        if (Date.now() > deadline) throw new Error(`run ${runId} never reported its pod pending`);
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      const cancel = await api("POST", `/heartbeat-runs/${runId}/cancel`, {});
-      assert.equal(cancel.status, 200, `cancel answered ${cancel.status}: ${cancel.text}`);
-      const run = await followRun(runId);
-      assert.equal(run.status, "cancelled");
-      assert.equal(run.resultJson?.executionCancellation?.state, "acknowledged", JSON.stringify(run.resultJson));
-      assert.deepEqual(await leftovers(facts, pending.id), [], "the Job and its pending pod are gone");
+      // Once the adapter reports the pod pending (the scheduler finds no node), i.e. it never started.
+      await cancelOnceLogged(pending.id, "pending: Unschedulable", "the Job and its pending pod are gone");
     } finally {
       await api("POST", `/agents/${pending.id}/pause`, {}).catch(() => {});
     }
