@@ -361,10 +361,6 @@ impl Run<'_> {
                     Ok(job) => job.metadata.uid.unwrap_or_default(),
                     Err(result) => return Attempt::early(result),
                 };
-                sink.progress(&format!(
-                    "Job {job_name} created in namespace {}",
-                    self.namespace
-                ));
                 labels::pods_of(&uid)
             }
             Some((finished, uid)) => {
@@ -582,6 +578,10 @@ impl Run<'_> {
                 ));
             }
         };
+        self.sink.progress(&format!(
+            "Job {job_name} created in namespace {}",
+            self.namespace
+        ));
         let owner = OwnerReference {
             api_version: "batch/v1".into(),
             kind: "Job".into(),
