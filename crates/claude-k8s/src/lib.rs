@@ -33,6 +33,7 @@ pub mod prompt_bundle;
 pub mod retry_hint;
 pub mod run;
 pub mod serve;
+pub mod session_record;
 pub mod sink;
 pub mod stop;
 pub mod stream_json;

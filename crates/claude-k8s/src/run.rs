@@ -161,6 +161,11 @@ pub async fn execute(
             facts.namespace.clone()
         }
     });
+    // A bare session id (agent-level heartbeat) is gated on what the session was run with, as full params are.
+    let sessions = crate::session_record::dir();
+    let params = crate::session_record::with_saved_params(params, |id| {
+        crate::session_record::read(&sessions, id)
+    });
     // Blocking file I/O on the shared volume (skill trees are copied), off the async workers.
     let (p, c) = (params.clone(), config.clone());
     let caps = match tokio::task::spawn_blocking(move || capabilities::prepare(&p, &c)).await {
@@ -209,6 +214,7 @@ pub async fn execute(
     } else {
         first
     };
+    crate::session_record::save(&sessions, &last.result);
     // The Job is deleted (or done and kept) by now: the agent's next run may start as soon as it has the result.
     // (A Lease whose Job is already gone would still count as held for a minute, as one being created.)
     if let Some(lock) = lock {

@@ -433,6 +433,41 @@ async fn unchanged_bundle_resumes_and_changed_instructions_start_fresh_with_the_
             .contains("INSTRUCTIONS-MARKER-7b"),
         "the new instructions reached the model"
     );
+
+    // An agent-level heartbeat: Paperclip hands back only the bare session id. The adapter's session record on
+    // the shared volume still knows the bundle the session ran with, so changed instructions start fresh too.
+    std::fs::write(
+        &src.instructions,
+        "# Agent\n\nINSTRUCTIONS-MARKER-7c: newer rules.\n",
+    )
+    .unwrap();
+    let third_key = third.result["sessionParams"]["promptBundleKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut bare = run(4, None);
+    bare["runtime"] = json!({"sessionId": third.result["sessionId"], "sessionParams": null});
+    let fourth = serve.execute(&bare).await;
+    let log = fourth.log_text();
+    assert_eq!(fourth.result["exitCode"], 0, "{log}");
+    assert!(
+        log.contains(&format!("was saved for prompt bundle {third_key}")),
+        "{log}"
+    );
+    assert_ne!(
+        fourth.result["sessionId"], third.result["sessionId"],
+        "a fresh session"
+    );
+    // And with the bundle unchanged, the bare id resumes.
+    let mut bare = run(5, None);
+    bare["runtime"] = json!({"sessionId": fourth.result["sessionId"], "sessionParams": null});
+    let fifth = serve.execute(&bare).await;
+    assert_eq!(
+        fifth.result["sessionId"],
+        fourth.result["sessionId"],
+        "{}",
+        fifth.log_text()
+    );
     stage.assert_nothing_left(&agent).await;
     serve.shutdown().await;
     let _ = std::fs::remove_dir_all(&src.dir);
