@@ -214,7 +214,9 @@ pub async fn execute(
     } else {
         first
     };
-    crate::session_record::save(&sessions, &last.result);
+    if let Err(e) = crate::session_record::save(&sessions, &last.result) {
+        sink.warn(&e);
+    }
     // The Job is deleted (or done and kept) by now: the agent's next run may start as soon as it has the result.
     // (A Lease whose Job is already gone would still count as held for a minute, as one being created.)
     if let Some(lock) = lock {

@@ -52,17 +52,18 @@ pub fn read(dir: &Path, session_id: &str) -> Option<Map<String, Value>> {
     serde_json::from_str(&text).ok()
 }
 
-/// Saves the `sessionParams` of a result, if it has any. Best effort: without the record a bare id still resumes.
-pub fn save(dir: &Path, result: &Value) {
+/// Saves the `sessionParams` of a result, if it has any. An error is for the run log only: without the record a
+/// bare id still resumes, just without the gating.
+pub fn save(dir: &Path, result: &Value) -> Result<(), String> {
     let Some(params) = result.get("sessionParams").and_then(Value::as_object) else {
-        return;
+        return Ok(());
     };
     let Some(path) = params
         .get("sessionId")
         .and_then(Value::as_str)
         .and_then(|id| file(dir, id))
     else {
-        return;
+        return Ok(());
     };
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -70,9 +71,14 @@ pub fn save(dir: &Path, result: &Value) {
         std::fs::write(&tmp, Value::Object(params.clone()).to_string())?;
         std::fs::rename(&tmp, &path)
     };
-    if let Err(e) = write() {
-        tracing::warn!(path = %path.display(), error = %e, "cannot save the session record");
-    }
+    write().map_err(|e| {
+        format!(
+            "cannot save the session record {}: {e}; the next agent-level heartbeat resumes this session without \
+             checking its instructions and tools. Hint: make {} writable for the Paperclip server's user",
+            path.display(),
+            dir.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -124,11 +130,18 @@ mod tests {
         save(
             &d,
             &json!({"sessionId": ID, "sessionParams": {"sessionId": ID, "cwd": "/w", "mcpServerIdentity": "[]"}}),
-        );
-        save(&d, &json!({"exitCode": 1})); // nothing to save
+        )
+        .unwrap();
+        save(&d, &json!({"exitCode": 1})).unwrap(); // nothing to save
         assert_eq!(read(&d, ID).unwrap()["mcpServerIdentity"], "[]");
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
         assert!(read(&d, "5b1b7e0e-0000-4c4e-9a57-0c0d1e2f3a4b").is_none());
         std::fs::remove_dir_all(d).unwrap();
+        let err = save(
+            Path::new("/proc/claude-k8s-no"),
+            &json!({"sessionParams": {"sessionId": ID}}),
+        )
+        .unwrap_err();
+        assert!(err.contains("writable"), "{err}");
     }
 }

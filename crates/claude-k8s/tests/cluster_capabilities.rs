@@ -151,6 +151,17 @@ fn sources(tag: &str) -> Sources {
     }
 }
 
+/// The adapter's own directory on the shared volume, owned by the agent's UID like everything Paperclip writes
+/// there: this suite runs `serve` as root, and a root-owned session store would lock out a Paperclip server
+/// (UID 1000) that uses the same volume later.
+fn own_shared_dirs() {
+    let dir = std::path::Path::new("/paperclip/claude-k8s/sessions");
+    std::fs::create_dir_all(dir).unwrap();
+    for d in [dir.parent().unwrap(), dir] {
+        std::os::unix::fs::chown(d, Some(1000), Some(1000)).unwrap();
+    }
+}
+
 fn capability_params(
     stage: &Stage,
     agent: &str,
@@ -180,6 +191,7 @@ async fn instructions_skills_and_paperclip_tools_reach_claude_in_the_job() {
     let agent = stage::uuid();
     let paperclip = start_fake_paperclip(agent.clone()).await;
     let src = sources(&stage::short_id());
+    own_shared_dirs();
     let mut serve = Serve::start(&stage);
     let config = stage.agent_config(
         &fake,
@@ -355,6 +367,7 @@ async fn unchanged_bundle_resumes_and_changed_instructions_start_fresh_with_the_
     let agent = stage::uuid();
     let paperclip = start_fake_paperclip(agent.clone()).await;
     let src = sources(&stage::short_id());
+    own_shared_dirs();
     let mut serve = Serve::start(&stage);
     let config = stage.agent_config(
         &fake,
