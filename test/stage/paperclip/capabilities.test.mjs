@@ -201,7 +201,14 @@ describe("a claude_k8s agent has claude_local's capabilities in a real Paperclip
   });
 
   it("the next heartbeat resumes; changed instructions start a fresh session and the log says why", async () => {
-    // Agent-level heartbeats: Paperclip hands back only the bare session id.
+    // Agent-level heartbeats (Paperclip hands back only the bare session id), of an agent of its own: the first
+    // agent's issue may still get follow-up wakes from Paperclip, which would supersede a manual heartbeat.
+    const agent = await createAgent(
+      company.id,
+      "K8s resume agent",
+      agentConfig(facts, fake.url, { promptTemplate: "Heartbeat {{run.id}}. [[fake:text Resume check {{run.id}} done]]" }),
+    );
+    await putInstructions(agent.id, "# Resume agent\n\nE2E-INSTRUCTIONS-ALPHA: keep answers short.\n");
     const first = await heartbeatCapturingJob(facts, agent.id);
     assert.equal(first.run.status, "succeeded", first.log);
     const session = first.run.sessionIdAfter;
@@ -210,7 +217,7 @@ describe("a claude_k8s agent has claude_local's capabilities in a real Paperclip
     assert.equal(second.run.sessionIdAfter, session, `unchanged instructions: resumed\n${second.log}`);
     assert.doesNotMatch(second.log, /was saved for prompt bundle/);
 
-    await putInstructions(agent.id, "# Capabilities agent\n\nE2E-INSTRUCTIONS-BETA: new rules.\n");
+    await putInstructions(agent.id, "# Resume agent\n\nE2E-INSTRUCTIONS-BETA: new rules.\n");
     const before = (await fake.requests()).length;
     const third = await heartbeatCapturingJob(facts, agent.id);
     assert.equal(third.run.status, "succeeded", third.log);
@@ -220,5 +227,6 @@ describe("a claude_k8s agent has claude_local's capabilities in a real Paperclip
     assert.match(system, /E2E-INSTRUCTIONS-BETA/);
     assert.doesNotMatch(system, /E2E-INSTRUCTIONS-ALPHA/);
     assert.deepEqual(await leftovers(facts, agent.id), []);
+    await api("POST", `/agents/${agent.id}/pause`, {}).catch(() => {});
   });
 });
