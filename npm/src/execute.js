@@ -4,6 +4,7 @@
 // Never logs ctx.authToken (it only travels inside the execute request, to the child).
 
 import { buildRunEnv, loadServerUtils, renderPrompts } from "./prompt.js";
+import { loadManifestBuilder, promptBundleParams } from "./skills.js";
 
 export const ADAPTER_TYPE = "claude_k8s";
 
@@ -49,6 +50,7 @@ export async function buildExecuteParams(ctx) {
   const input = { runId: ctx.runId, agent, config, context, runtime };
   const prompt = renderPrompts(input, u);
   const paperclipEnv = buildRunEnv(input, u);
+  const promptBundle = await promptBundleParams(config, u, await loadManifestBuilder());
   const runtimeMcpServers = toJsonSafe(ctx.runtimeMcp?.getServers?.() ?? []) ?? [];
   const serverEnv = {};
   if (typeof process.env.PAPERCLIP_API_URL === "string" && process.env.PAPERCLIP_API_URL !== "") {
@@ -70,6 +72,7 @@ export async function buildExecuteParams(ctx) {
     paperclipEnv,
     runtimeMcpServers: Array.isArray(runtimeMcpServers) ? runtimeMcpServers : [],
     serverEnv,
+    promptBundle,
   };
 }
 

@@ -10,8 +10,9 @@ import { ADAPTER_TYPE, execute, testEnvironment } from "./execute.js";
 import { modelsFor } from "./models.js";
 import { createService } from "./service.js";
 import { sessionCodec } from "./session-codec.js";
+import { listSkills, syncSkills } from "./skills.js";
 
-export { agentConfigurationDoc, getConfigSchema, sessionCodec };
+export { agentConfigurationDoc, getConfigSchema, listSkills, sessionCodec, syncSkills };
 export const type = ADAPTER_TYPE;
 export const label = "Claude (Kubernetes)";
 export const version = PACKAGE_VERSION;
@@ -75,6 +76,15 @@ export function createServerAdapter() {
     agentConfigurationDoc,
     getConfigSchema: () => getConfigSchema(),
     supportsLocalAgentJwt: true,
+    // claude_local's capabilities: the UI's instructions editor (the file at `instructionsFilePath`) and skills
+    // panel; skills are read from config.paperclipRuntimeSkills and copied into the run's prompt bundle by the
+    // child, so Paperclip need not materialize them; Paperclip's tools arrive as MCP servers (`--mcp-config`).
+    supportsInstructionsBundle: true,
+    instructionsPathKey: "instructionsFilePath",
+    requiresMaterializedRuntimeSkills: false,
+    runtimeToolDelivery: "native_mcp",
+    listSkills,
+    syncSkills,
   };
 }
 

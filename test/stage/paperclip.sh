@@ -10,7 +10,8 @@
 #   paperclip.sh status    "running pid N" (exit 0) or "stopped" (exit 1)
 #   paperclip.sh logs [N]  the last N (default 200) lines of the server log
 #   paperclip.sh env       print `export PATH=…` for the pinned Node 24 / npm / paperclipai
-#   paperclip.sh test      run the end-to-end suite (node:test files in test/stage/paperclip/, with Node 24)
+#   paperclip.sh test [FILE...]  run the end-to-end suite (node:test files in test/stage/paperclip/, or only the
+#                          given ones, with Node 24)
 #                          against the running server, or one started (and stopped again) for the purpose
 #
 # Everything installed lives in ${CLAUDE_K8S_STAGE_CACHE:-/var/cache/claude-k8s-stage}/paperclip/:
@@ -352,8 +353,10 @@ do_test() {
     do_start
     started_here=1
   fi
-  local files=()
-  mapfile -t files < <(find "$REPO/test/stage/paperclip" -maxdepth 1 -name '*.test.mjs' | sort)
+  local files=("$@")
+  if ((${#files[@]} == 0)); then
+    mapfile -t files < <(find "$REPO/test/stage/paperclip" -maxdepth 1 -name '*.test.mjs' | sort)
+  fi
   ((${#files[@]} > 0)) || die "no tests in $REPO/test/stage/paperclip"
   log "running ${#files[@]} test file(s) with node $("$BIN_DIR/node" --version)"
   PATH="$BIN_DIR:$PATH" CLAUDE_K8S_STAGE_CACHE="$CACHE" PAPERCLIP_URL="http://127.0.0.1:$PORT" PAPERCLIP_DATA_DIR="$DATA_DIR" \
@@ -381,7 +384,10 @@ case "${1:-}" in
   status) do_status ;;
   logs) tail -n "${2:-200}" "$LOG_FILE" ;;
   env) echo "export PATH=\"$BIN_DIR:\$PATH\"" ;;
-  test) do_test ;;
+  test)
+    shift
+    do_test "$@"
+    ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
     exit 2

@@ -19,8 +19,9 @@ export CLAUDE_K8S_REQUIRE_STAGE=1
 export CLAUDE_BIN=${CLAUDE_BIN:-$(test/stage/claude-cli.sh path)}
 # The real-CLI tests of the fake API (host processes, run as UID 1000 by the tests themselves).
 cargo test -p fake-anthropic --test real_cli -- --include-ignored
-# The cluster suites (the pipeline; configuration, checks and Bedrock; failures). Two tests at a time: each run
-# is a pod on the one node.
-cargo test -p claude-k8s --test cluster --test cluster_config --test cluster_failures -- --ignored --test-threads 2
+# The cluster suites (the pipeline; configuration, checks and Bedrock; failures; instructions, skills and MCP
+# tools). Two tests at a time: each run is a pod on the one node.
+cargo test -p claude-k8s --test cluster --test cluster_config --test cluster_failures --test cluster_capabilities -- \
+  --ignored --test-threads 2
 # Races, adoption, log resilience and masking, one test at a time: one of them restarts the API server.
 cargo test -p claude-k8s --test cluster_resilience -- --ignored --test-threads 1

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::capabilities::Capabilities;
 use crate::config::AgentConfig;
+use crate::mcp;
 use crate::pod_facts::{DATA_MOUNT_PATH, PodFacts};
 use crate::serve::protocol::ExecuteParams;
 
@@ -40,6 +42,24 @@ impl Invocation {
         config: &AgentConfig,
         facts: &PodFacts,
         resume_session_id: Option<String>,
+    ) -> Self {
+        Self::build_with(
+            params,
+            config,
+            facts,
+            resume_session_id,
+            &Capabilities::without_bundle(params),
+        )
+    }
+
+    /// [`Self::build`] with the run's prompt bundle and MCP servers (claude_local's `--append-system-prompt-file`
+    /// from the bundle, `--mcp-config … --strict-mcp-config`, `--add-dir`).
+    pub fn build_with(
+        params: &ExecuteParams,
+        config: &AgentConfig,
+        facts: &PodFacts,
+        resume_session_id: Option<String>,
+        caps: &Capabilities,
     ) -> Self {
         let mut notes = Vec::new();
         let (prompt, prompt_metrics) = match (&resume_session_id, &params.prompt.resume) {
@@ -93,8 +113,24 @@ impl Invocation {
         if config.max_turns_per_run > 0 {
             args.extend(["--max-turns".into(), config.max_turns_per_run.to_string()]);
         }
-        if let (Some(path), None) = (&config.instructions_file_path, &resume_session_id) {
+        // Instructions go into a fresh session only: a resumed one has them in its history already.
+        let instructions = match &caps.bundle {
+            Some(bundle) => bundle.instructions_file.as_ref(),
+            None => config.instructions_file_path.as_ref(),
+        };
+        if let (Some(path), None) = (instructions, &resume_session_id) {
             args.extend(["--append-system-prompt-file".into(), path.clone()]);
+        }
+        if !caps.mcp.is_empty() {
+            // Only Paperclip's servers: none from the shared HOME's settings (claude_local does the same).
+            args.extend([
+                "--mcp-config".into(),
+                mcp::config_path(),
+                "--strict-mcp-config".into(),
+            ]);
+        }
+        if let Some(bundle) = &caps.bundle {
+            args.extend(["--add-dir".into(), bundle.root.clone()]);
         }
         args.extend(config.extra_args.iter().cloned());
 
@@ -112,16 +148,29 @@ impl Invocation {
             notes,
         }
     }
+
+    /// The last value of `name` in the literal env (later entries win).
+    pub fn env_value(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The session a run may resume: `sessionParams.sessionId`, else the bare `runtime.sessionId` that Paperclip keeps
-/// for agent-level heartbeats, when it is a UUID and was saved for the same working directory.
+/// for agent-level heartbeats, when it is a UUID and was saved for the same working directory, prompt bundle and
+/// MCP servers (claude_local's rules: a saved bundle key must equal the current one; a saved MCP identity must
+/// equal the current one, and without a saved identity there must be no MCP servers).
 ///
-/// A bare id carries no cwd to compare; it is resumed anyway, because an agent-level run always works in the
-/// agent's home and a session Claude cannot find is retried fresh in the same run (`clearSession`).
+/// A bare id carries nothing to compare; it is resumed anyway (unlike claude_local, which then refuses whenever
+/// Paperclip offers MCP servers, i.e. never resumes agent-level heartbeats): an agent-level run always works in
+/// the agent's home, and a session Claude cannot find is retried fresh in the same run (`clearSession`).
 pub fn resumable_session(
     params: &ExecuteParams,
     config: &AgentConfig,
+    caps: &Capabilities,
 ) -> Result<Option<String>, String> {
     let saved = params.runtime.session_params.as_ref();
     let id = saved
@@ -153,6 +202,33 @@ pub fn resumable_session(
     {
         return Err(format!(
             "session `{id}` was saved for {saved_cwd}, this run works in {cwd}; starting a fresh session"
+        ));
+    }
+    let Some(saved) = saved else {
+        return Ok(Some(id));
+    };
+    let saved_str = |k: &str| saved.get(k).and_then(Value::as_str).unwrap_or("").trim();
+    let saved_key = saved_str("promptBundleKey");
+    if let Some(bundle) = &caps.bundle
+        && !saved_key.is_empty()
+        && saved_key != bundle.key
+    {
+        return Err(format!(
+            "session `{id}` was saved for prompt bundle {saved_key} and will not be resumed with {} (the \
+             instructions or skills changed); starting a fresh session",
+            bundle.key
+        ));
+    }
+    let saved_mcp = saved_str("mcpServerIdentity");
+    let mcp_matches = if saved_mcp.is_empty() {
+        caps.mcp.is_empty()
+    } else {
+        saved_mcp == caps.mcp_identity
+    };
+    if !mcp_matches {
+        return Err(format!(
+            "session `{id}` was saved with a different runtime MCP server set and will not be resumed; starting \
+             a fresh session"
         ));
     }
     Ok(Some(id))
@@ -364,29 +440,136 @@ mod tests {
         let mut v = base();
         v["runtime"] = json!({"sessionId": SESSION});
         assert_eq!(
-            resumable_session(&params(v), &c).unwrap().as_deref(),
+            resumable_session(&params(v), &c, &Capabilities::default())
+                .unwrap()
+                .as_deref(),
             Some(SESSION)
         );
         // Task run: full sessionParams with the same cwd.
         let mut v = base();
         v["runtime"] = json!({"sessionParams": {"sessionId": SESSION, "cwd": "/paperclip/instances/default/workspaces/agent-1/"}});
         assert_eq!(
-            resumable_session(&params(v), &c).unwrap().as_deref(),
+            resumable_session(&params(v), &c, &Capabilities::default())
+                .unwrap()
+                .as_deref(),
             Some(SESSION)
         );
         // Saved for another directory.
         let mut v = base();
         v["runtime"] = json!({"sessionParams": {"sessionId": SESSION, "cwd": "/elsewhere"}});
         assert!(
-            resumable_session(&params(v), &c)
+            resumable_session(&params(v), &c, &Capabilities::default())
                 .unwrap_err()
                 .contains("/elsewhere")
         );
         // Not a UUID.
         let mut v = base();
         v["runtime"] = json!({"sessionId": "nope"});
-        assert!(resumable_session(&params(v), &c).is_err());
-        assert_eq!(resumable_session(&params(base()), &c).unwrap(), None);
+        assert!(resumable_session(&params(v), &c, &Capabilities::default()).is_err());
+        assert_eq!(
+            resumable_session(&params(base()), &c, &Capabilities::default()).unwrap(),
+            None
+        );
+    }
+
+    fn caps(key: &str, mcp: Value) -> Capabilities {
+        let servers = crate::mcp::servers(mcp.as_array().unwrap());
+        Capabilities {
+            bundle: Some(crate::prompt_bundle::PromptBundle {
+                key: key.into(),
+                root: format!("/paperclip/cache/{key}"),
+                instructions_file: Some(format!("/paperclip/cache/{key}/agent-instructions.md")),
+            }),
+            mcp_identity: crate::mcp::identity(&servers),
+            mcp: servers,
+            notes: vec![],
+        }
+    }
+
+    fn one_server() -> Value {
+        json!([{"name": "Paperclip projects", "url": "http://127.0.0.1:3100/api/mcp/project-tools", "token": "t", "connectionId": "c1"}])
+    }
+
+    #[test]
+    fn bundle_and_mcp_args_follow_claude_locals_order() {
+        let p = params(base());
+        let c =
+            config(json!({"instructionsFilePath": "/paperclip/AGENTS.md", "extraArgs": ["--foo"]}));
+        let inv = Invocation::build_with(
+            &p,
+            &c,
+            &PodFacts::default(),
+            None,
+            &caps("k1", one_server()),
+        );
+        assert_eq!(
+            inv.args.join(" "),
+            "--print --output-format stream-json --verbose --dangerously-skip-permissions \
+             --append-system-prompt-file /paperclip/cache/k1/agent-instructions.md \
+             --mcp-config /var/run/claude-k8s/mcp/mcp-config.json --strict-mcp-config \
+             --add-dir /paperclip/cache/k1 --foo"
+        );
+        // Resumed: no instructions file; the tools and the bundle directory stay.
+        let inv = Invocation::build_with(
+            &p,
+            &c,
+            &PodFacts::default(),
+            Some(SESSION.into()),
+            &caps("k1", json!([])),
+        );
+        assert_eq!(
+            inv.args.join(" "),
+            format!(
+                "--print --output-format stream-json --verbose --resume {SESSION} --dangerously-skip-permissions \
+                 --add-dir /paperclip/cache/k1 --foo"
+            )
+        );
+    }
+
+    #[test]
+    fn resume_is_gated_on_the_bundle_key_and_the_mcp_servers() {
+        let c = config(json!({}));
+        let cwd = "/paperclip/instances/default/workspaces/agent-1";
+        let saved = |extra: Value| {
+            let mut v = base();
+            let mut sp = json!({"sessionId": SESSION, "cwd": cwd});
+            for (k, val) in extra.as_object().unwrap() {
+                sp[k] = val.clone();
+            }
+            v["runtime"] = json!({"sessionParams": sp});
+            params(v)
+        };
+        let ident = crate::mcp::identity(&crate::mcp::servers(one_server().as_array().unwrap()));
+        let same = saved(json!({"promptBundleKey": "k1", "mcpServerIdentity": ident}));
+        assert_eq!(
+            resumable_session(&same, &c, &caps("k1", one_server()))
+                .unwrap()
+                .as_deref(),
+            Some(SESSION)
+        );
+        let why = resumable_session(&same, &c, &caps("k2", one_server())).unwrap_err();
+        assert!(
+            why.contains("prompt bundle k1") && why.contains("k2"),
+            "{why}"
+        );
+        let why = resumable_session(&same, &c, &caps("k1", json!([]))).unwrap_err();
+        assert!(why.contains("MCP server set"), "{why}");
+        // Saved without an identity: resumable only while there are no servers (claude_local's rule).
+        let old = saved(json!({"promptBundleKey": "k1"}));
+        assert!(resumable_session(&old, &c, &caps("k1", json!([]))).is_ok_and(|s| s.is_some()));
+        assert!(resumable_session(&old, &c, &caps("k1", one_server())).is_err());
+        // Saved without a key (an older run): any bundle.
+        let keyless = saved(json!({"mcpServerIdentity": "[]"}));
+        assert!(resumable_session(&keyless, &c, &caps("k9", json!([]))).is_ok_and(|s| s.is_some()));
+        // A bare id (agent-level heartbeat) has nothing to compare and resumes.
+        let mut v = base();
+        v["runtime"] = json!({"sessionId": SESSION});
+        assert_eq!(
+            resumable_session(&params(v), &c, &caps("k1", one_server()))
+                .unwrap()
+                .as_deref(),
+            Some(SESSION)
+        );
     }
 
     #[test]

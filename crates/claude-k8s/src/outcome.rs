@@ -32,6 +32,24 @@ pub struct RunFacts {
     pub job_name: String,
     pub namespace: String,
     pub memory_limit: String,
+    /// The prompt bundle key and MCP identity the session was run with, saved so the next run can gate its
+    /// resume on them (claude_local's `promptBundleKey`, `mcpServerIdentity`).
+    pub prompt_bundle_key: Option<String>,
+    pub mcp_server_identity: Option<String>,
+}
+
+impl RunFacts {
+    /// The sessionParams Paperclip keeps for the next run.
+    fn session_params(&self, id: &str) -> Value {
+        let mut p = json!({"sessionId": id, "cwd": self.cwd});
+        if let Some(key) = &self.prompt_bundle_key {
+            p["promptBundleKey"] = json!(key);
+        }
+        if let Some(identity) = &self.mcp_server_identity {
+            p["mcpServerIdentity"] = json!(identity);
+        }
+        p
+    }
 }
 
 /// The AdapterExecutionResult for a container that terminated.
@@ -103,10 +121,7 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
     if let Some(id) = &session {
         r.insert("sessionId".into(), json!(id));
         r.insert("sessionDisplayId".into(), json!(id));
-        r.insert(
-            "sessionParams".into(),
-            json!({"sessionId": id, "cwd": run.cwd}),
-        );
+        r.insert("sessionParams".into(), run.session_params(id));
     }
     r.insert("summary".into(), json!(t.summary()));
     r.insert(
@@ -183,10 +198,7 @@ pub fn timed_out(timeout_sec: u64, t: &Transcript, run: &RunFacts) -> Value {
     {
         r.insert("sessionId".into(), json!(id));
         r.insert("sessionDisplayId".into(), json!(id));
-        r.insert(
-            "sessionParams".into(),
-            json!({"sessionId": id, "cwd": run.cwd}),
-        );
+        r.insert("sessionParams".into(), run.session_params(&id));
     }
     r.insert("summary".into(), json!(t.assistant_summary()));
     r.insert(
@@ -438,6 +450,20 @@ mod tests {
         assert_eq!(r["billingType"], "api");
         assert!(r.get("errorMessage").is_none());
         assert_eq!(r["clearSession"], false);
+    }
+
+    #[test]
+    fn session_params_carry_the_bundle_key_and_mcp_identity_for_resume_gating() {
+        let run = RunFacts {
+            prompt_bundle_key: Some("abc".into()),
+            mcp_server_identity: Some("[]".into()),
+            ..facts()
+        };
+        let r = finished(&ContainerEnd::default(), &transcript(&[INIT, OK]), &run);
+        assert_eq!(
+            r["sessionParams"],
+            json!({"sessionId": "s-1", "cwd": "/paperclip/w", "promptBundleKey": "abc", "mcpServerIdentity": "[]"})
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Shape: a `write-prompt` init container (busybox) unpacks the prompt from the run Secret into an emptyDir; the
 //! `claude` container reads it on stdin through `exec`, so Claude's own exit code is the container's (no pipe hides
 //! it) and no prompt size meets the 128 KiB argv/env limit. The run token reaches the container as a
-//! `secretKeyRef`, so it never appears in the Job spec.
+//! `secretKeyRef`, so it never appears in the Job spec. The MCP config (it holds Paperclip's bearer tokens) takes
+//! the same road: run Secret → init container → an in-memory emptyDir file, mode 0400 for the agent's UID.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::config::AgentConfig;
 use crate::invocation::Invocation;
 use crate::labels::{self, RunIdentity};
+use crate::mcp::{MCP_CONFIG_FILE, MCP_DIR};
 use crate::pod_facts::{DATA_MOUNT_PATH, PodFacts, SERVER_SECRET_ENV};
 
 pub const CLAUDE_CONTAINER: &str = "claude";
@@ -58,6 +60,8 @@ pub struct RunPlanInput<'a> {
     pub namespace: &'a str,
     pub invocation: &'a Invocation,
     pub auth_token: Option<&'a str>,
+    /// The `--mcp-config` file's content (`mcp::config_json`); it holds tokens, so only the Secret carries it.
+    pub mcp_config: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +94,7 @@ pub fn plan(
     job_labels.append(&mut run_labels);
 
     let prompt_gz = gzip(input.invocation.prompt.as_bytes());
-    let token_len = input.auth_token.map_or(0, str::len);
+    let token_len = input.auth_token.map_or(0, str::len) + input.mcp_config.map_or(0, str::len);
     if prompt_gz.len() + token_len > MAX_SECRET_BYTES {
         return Err(PlanError::PromptTooLarge {
             compressed: prompt_gz.len(),
@@ -101,6 +105,12 @@ pub fn plan(
         secret_data.insert(
             API_KEY_KEY.to_owned(),
             ByteString(token.as_bytes().to_vec()),
+        );
+    }
+    if let Some(mcp) = input.mcp_config {
+        secret_data.insert(
+            MCP_CONFIG_FILE.to_owned(),
+            ByteString(mcp.as_bytes().to_vec()),
         );
     }
     let secret = Secret {
@@ -156,13 +166,56 @@ pub fn plan(
             ..Default::default()
         },
     ];
+    let mut init_mounts = vec![
+        VolumeMount {
+            name: "prompt".into(),
+            mount_path: PROMPT_DIR.into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "run-secret".into(),
+            mount_path: RUN_SECRET_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ];
+    let mut init_script =
+        format!("gunzip -c {RUN_SECRET_DIR}/{PROMPT_KEY} > {PROMPT_DIR}/prompt.txt");
+    if input.mcp_config.is_some() {
+        // In memory, never on the node's disk; gone with the pod. Written by the init container (UID 1000 too).
+        volumes.push(Volume {
+            name: "mcp".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(Quantity("1Mi".into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        init_mounts.push(VolumeMount {
+            name: "mcp".into(),
+            mount_path: MCP_DIR.into(),
+            ..Default::default()
+        });
+        claude_mounts.push(VolumeMount {
+            name: "mcp".into(),
+            mount_path: MCP_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        init_script.push_str(&format!(
+            " && (umask 077 && cp {RUN_SECRET_DIR}/{MCP_CONFIG_FILE} {MCP_DIR}/{MCP_CONFIG_FILE}) && chmod 0400 \
+             {MCP_DIR}/{MCP_CONFIG_FILE}"
+        ));
+    }
     for (volume, mount) in &facts.secret_volumes {
         // Our own volume names are fixed; an inherited one that collides is renamed, not dropped.
-        let name = if ["paperclip-data", "prompt", "run-secret"].contains(&volume.name.as_str()) {
-            format!("inherited-{}", volume.name)
-        } else {
-            volume.name.clone()
-        };
+        let name =
+            if ["paperclip-data", "prompt", "run-secret", "mcp"].contains(&volume.name.as_str()) {
+                format!("inherited-{}", volume.name)
+            } else {
+                volume.name.clone()
+            };
         volumes.push(Volume {
             name: name.clone(),
             ..volume.clone()
@@ -177,24 +230,8 @@ pub fn plan(
         name: PROMPT_CONTAINER.into(),
         image: Some(config.init_image.clone()),
         image_pull_policy: Some(config.image_pull_policy.clone()),
-        command: Some(vec![
-            "sh".into(),
-            "-c".into(),
-            format!("gunzip -c {RUN_SECRET_DIR}/{PROMPT_KEY} > {PROMPT_DIR}/prompt.txt"),
-        ]),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "prompt".into(),
-                mount_path: PROMPT_DIR.into(),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "run-secret".into(),
-                mount_path: RUN_SECRET_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-        ]),
+        command: Some(vec!["sh".into(), "-c".into(), init_script]),
+        volume_mounts: Some(init_mounts),
         resources: Some(resources("10m", "16Mi", "500m", "64Mi")),
         security_context: Some(container_security()),
         ..Default::default()
@@ -401,6 +438,14 @@ mod tests {
     use serde_json::{Value, json};
 
     fn manifests(config: Value, prompt: &str) -> Result<RunManifests, PlanError> {
+        manifests_with_mcp(config, prompt, None)
+    }
+
+    fn manifests_with_mcp(
+        config: Value,
+        prompt: &str,
+        mcp_config: Option<&str>,
+    ) -> Result<RunManifests, PlanError> {
         let params: ExecuteParams = serde_json::from_value(json!({
             "runId": "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb",
             "agent": {"id": "0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaaa", "companyId": "c0", "name": "Ada"},
@@ -426,6 +471,7 @@ mod tests {
                 namespace: "paperclip",
                 invocation: &inv,
                 auth_token: Some("jwt-secret"),
+                mcp_config,
             },
             &config,
             &facts,
@@ -645,6 +691,58 @@ mod tests {
         assert_eq!(names("containers"), ["claude"]);
         assert_eq!(names("initContainers"), ["write-prompt"]);
         assert!(!serde_json::to_string(&pod).unwrap().contains("istio"));
+    }
+
+    #[test]
+    fn mcp_config_travels_in_the_secret_to_an_in_memory_file_only_the_agent_reads() {
+        let mcp = r#"{"mcpServers":{"p":{"type":"http","url":"http://x","headers":{"Authorization":"Bearer mcp-tok-1"}}}}"#;
+        let m = manifests_with_mcp(json!({}), "hi", Some(mcp)).unwrap();
+        assert!(!serde_json::to_string(&m.job).unwrap().contains("mcp-tok-1"));
+        assert_eq!(
+            m.secret.data.as_ref().unwrap()["mcp-config.json"].0,
+            mcp.as_bytes()
+        );
+        let pod = as_json(&m.job)["spec"]["template"]["spec"].clone();
+        let vol = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "mcp")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            vol["emptyDir"],
+            json!({"medium": "Memory", "sizeLimit": "1Mi"})
+        );
+        let script = pod["initContainers"][0]["command"][2].as_str().unwrap();
+        assert!(
+            script.contains(
+                "cp /var/run/claude-k8s/run/mcp-config.json /var/run/claude-k8s/mcp/mcp-config.json"
+            ) && script.ends_with("chmod 0400 /var/run/claude-k8s/mcp/mcp-config.json"),
+            "{script}"
+        );
+        let claude_mount = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "mcp")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            claude_mount,
+            json!({"name": "mcp", "mountPath": "/var/run/claude-k8s/mcp", "readOnly": true})
+        );
+        // Without MCP servers: no volume, no key, the init script as before.
+        let m = manifests(json!({}), "hi").unwrap();
+        assert!(
+            !m.secret
+                .data
+                .as_ref()
+                .unwrap()
+                .contains_key("mcp-config.json")
+        );
+        let text = serde_json::to_string(&m.job).unwrap();
+        assert!(!text.contains("/var/run/claude-k8s/mcp"), "{text}");
     }
 
     #[test]
@@ -1003,6 +1101,7 @@ mod tests {
                 namespace: "paperclip",
                 invocation: &inv,
                 auth_token: None,
+                mcp_config: None,
             },
             &config,
             &facts,
@@ -1044,6 +1143,7 @@ mod tests {
             namespace: "ns",
             invocation: &inv,
             auth_token: None,
+            mcp_config: None,
         };
         assert!(matches!(
             plan(&input, &config, &PodFacts::default()),

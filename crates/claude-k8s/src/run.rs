@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::capabilities::{self, Capabilities};
 use crate::config::AgentConfig;
 use crate::guard::{self, AgentLock, GuardError, Verdict};
 use crate::introspect::SelfPod;
@@ -160,6 +161,21 @@ pub async fn execute(
             facts.namespace.clone()
         }
     });
+    // A bare session id (agent-level heartbeat) is gated on what the session was run with, as full params are.
+    let sessions = crate::session_record::dir();
+    let params = crate::session_record::with_saved_params(params, |id| {
+        crate::session_record::read(&sessions, id)
+    });
+    // Blocking file I/O on the shared volume (skill trees are copied), off the async workers.
+    let (p, c) = (params.clone(), config.clone());
+    let caps = match tokio::task::spawn_blocking(move || capabilities::prepare(&p, &c)).await {
+        Ok(Ok(caps)) => caps,
+        Ok(Err(e)) => return sink.result(failure("prompt_bundle_failed", e.to_string())),
+        Err(e) => return sink.result(failure("prompt_bundle_failed", e.to_string())),
+    };
+    for note in &caps.notes {
+        sink.progress(note);
+    }
     let run = Run {
         params: &params,
         config: &config,
@@ -169,9 +185,10 @@ pub async fn execute(
         sink,
         timing: Timing::from_env(),
         followed: &services.followed,
+        caps: &caps,
     };
 
-    let resume = match invocation::resumable_session(&params, &config) {
+    let resume = match invocation::resumable_session(&params, &config, &caps) {
         Ok(id) => id,
         Err(why) => {
             sink.progress(&why);
@@ -197,6 +214,9 @@ pub async fn execute(
     } else {
         first
     };
+    if let Err(e) = crate::session_record::save(&sessions, &last.result) {
+        sink.warn(&e);
+    }
     // The Job is deleted (or done and kept) by now: the agent's next run may start as soon as it has the result.
     // (A Lease whose Job is already gone would still count as held for a minute, as one being created.)
     if let Some(lock) = lock {
@@ -225,6 +245,7 @@ struct Run<'a> {
     sink: &'a Sink,
     timing: Timing,
     followed: &'a Followed,
+    caps: &'a Capabilities,
 }
 
 struct Attempt {
@@ -297,7 +318,9 @@ impl Run<'_> {
         lock: &mut Option<AgentLock>,
     ) -> Attempt {
         let (params, config, sink) = (self.params, self.config, self.sink);
-        let inv = Invocation::build(params, config, self.facts, resume.clone());
+        let inv = Invocation::build_with(params, config, self.facts, resume.clone(), self.caps);
+        let mcp_config =
+            crate::mcp::config_json(&self.caps.mcp, inv.env_value("PAPERCLIP_API_URL"));
         for note in &inv.notes {
             sink.warn(note);
         }
@@ -314,6 +337,7 @@ impl Run<'_> {
             namespace: self.namespace,
             invocation: &inv,
             auth_token: params.auth_token.as_deref().filter(|t| !t.is_empty()),
+            mcp_config: mcp_config.as_deref(),
         };
         let manifests = match plan::plan(&input, config, self.facts) {
             Ok(m) => m,
@@ -392,6 +416,8 @@ impl Run<'_> {
             job_name: job_name.clone(),
             namespace: self.namespace.to_owned(),
             memory_limit: config.resources.limits_memory.clone(),
+            prompt_bundle_key: self.caps.bundle.as_ref().map(|b| b.key.clone()),
+            mcp_server_identity: Some(self.caps.mcp_identity.clone()),
         };
         // The Job whose remaining cleanup waits until the result is out (a normal end only).
         let mut reap = None;
@@ -1036,10 +1062,16 @@ fn task_id(params: &ExecuteParams) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The values the adapter knows to be secret: the run's token, and env values whose name says secret (API keys,
-/// tokens, passwords) from the agent config and from the Paperclip pod's own plain env.
+/// The values the adapter knows to be secret: the run's token, the MCP servers' tokens, and env values whose name
+/// says secret (API keys, tokens, passwords) from the agent config and from the Paperclip pod's own plain env.
 fn known_secrets(params: &ExecuteParams, config: &AgentConfig, facts: &PodFacts) -> Vec<String> {
     let mut secrets: Vec<String> = params.auth_token.iter().cloned().collect();
+    secrets.extend(
+        crate::mcp::servers(&params.runtime_mcp_servers)
+            .into_iter()
+            .map(|s| s.token)
+            .filter(|t| !t.is_empty()),
+    );
     let raw_env = params.config.get("env").and_then(Value::as_object);
     for (name, value) in &config.env {
         // A binding Paperclip marks as a secret (anything but `plain`) is one whatever its name.

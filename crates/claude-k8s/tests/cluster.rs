@@ -297,7 +297,7 @@ async fn the_job_spec_matches_the_plan_field_by_field() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert_eq!(
-        args,
+        args[..args.len() - 2],
         [
             "--print",
             "--output-format",
@@ -311,6 +311,13 @@ async fn the_job_spec_matches_the_plan_field_by_field() {
             "--max-turns",
             "3"
         ]
+    );
+    // The run's prompt bundle, as claude_local always adds it (issue 7; cluster_capabilities.rs tests its content).
+    assert_eq!(args[args.len() - 2], "--add-dir");
+    assert!(
+        args[args.len() - 1]
+            .starts_with("/paperclip/claude-k8s/companies/company-e2e/claude-k8s-prompt-cache/"),
+        "{args:?}"
     );
     let env = claude["env"].as_array().unwrap();
     let var = |n: &str| {

@@ -53,6 +53,37 @@ pub struct ExecuteParams {
     pub runtime_mcp_servers: Vec<Value>,
     #[serde(default)]
     pub server_env: std::collections::BTreeMap<String, String>,
+    /// What the shim resolved for the prompt bundle with Paperclip's own helpers (skills to mount, the library
+    /// manifest); absent from older shims, which then get no skills.
+    #[serde(default)]
+    pub prompt_bundle: PromptBundleParams,
+}
+
+/// ExecuteParams.promptBundle (docs/protocol.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptBundleParams {
+    /// The desired runtime skills whose files are available, as claude_local selects them.
+    #[serde(default)]
+    pub skills: Vec<RuntimeSkill>,
+    /// The company skill-library manifest (markdown) appended to the instructions, if any.
+    #[serde(default)]
+    pub skill_library_manifest: Option<String>,
+    /// Paperclip's instance root as the server resolves it (e.g. `/paperclip/instances/default`).
+    #[serde(default)]
+    pub instance_root: Option<String>,
+    /// Lines for the run log (e.g. a desired skill whose files are unavailable).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One runtime skill (`config.paperclipRuntimeSkills` entry) to materialize as `.claude/skills/<runtimeName>`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSkill {
+    pub key: String,
+    pub runtime_name: String,
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

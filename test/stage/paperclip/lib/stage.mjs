@@ -139,14 +139,24 @@ export async function createCompany(name) {
   return (await api("POST", "/companies", { name }, { expect: 201 })).json;
 }
 
+/**
+ * Creates an agent. Paperclip refuses `promptTemplate`/`bootstrapPromptTemplate` when a new agent's adapter
+ * supports the instructions bundle (it gives the agent a managed AGENTS.md instead), as it does for claude_local; the
+ * tests steer the fake API through the prompt, so those fields are set with a PATCH right after creation.
+ */
 export async function createAgent(companyId, name, adapterConfig) {
+  const { promptTemplate, bootstrapPromptTemplate, ...rest } = adapterConfig;
   const res = await api(
     "POST",
     `/companies/${companyId}/agents`,
-    { name, role: "engineer", adapterType: TYPE, adapterConfig },
+    { name, role: "engineer", adapterType: TYPE, adapterConfig: rest },
     { expect: 201 },
   );
-  return res.json;
+  const templates = Object.fromEntries(
+    Object.entries({ promptTemplate, bootstrapPromptTemplate }).filter(([, v]) => v !== undefined),
+  );
+  if (Object.keys(templates).length === 0) return res.json;
+  return (await api("PATCH", `/agents/${res.json.id}`, { adapterConfig: templates }, { expect: 200 })).json;
 }
 
 /** Invokes a heartbeat and returns the run id. */
