@@ -311,7 +311,10 @@ async fn api_requests(stage: &Stage, lengths: &[u64]) -> Value {
         p["runId"] = json!(format!("req-{i}-{agent}"));
         let from = SystemTime::now();
         let started = Instant::now();
-        let run = serve.execute(&p).await;
+        let id = serve.send_execute(&p).await;
+        let run = serve
+            .wait_result_within(&id, Duration::from_secs(secs + 300))
+            .await;
         assert_eq!(run.result["exitCode"], 0, "{:#}", run.result);
         let took = started.elapsed().as_secs_f64();
         stage.assert_nothing_left(&agent).await;

@@ -356,12 +356,17 @@ impl Serve {
     }
 
     pub async fn wait_result(&mut self, id: &str) -> RunRecord {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        self.wait_result_within(id, Duration::from_secs(300)).await
+    }
+
+    pub async fn wait_result_within(&mut self, id: &str, limit: Duration) -> RunRecord {
+        let deadline = tokio::time::Instant::now() + limit;
         while self.records[id].result.is_null() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             assert!(
                 !left.is_zero() && self.pump(left).await,
-                "no result for {id} within 300 s"
+                "no result for {id} within {} s",
+                limit.as_secs()
             );
         }
         self.records.remove(id).unwrap()
