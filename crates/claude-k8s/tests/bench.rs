@@ -603,7 +603,9 @@ fn render(r: &Value) -> String {
     ));
     md.push_str("\n## API requests per run (counted by the API server's audit log)\n\n| run length | requests | by verb |\n|---|---|---|\n");
     if let Some(m) = r["api_requests_per_run"].as_object() {
-        for (k, v) in m {
+        let mut rows: Vec<_> = m.iter().collect();
+        rows.sort_by_key(|(k, _)| k.trim_end_matches('s').parse::<u64>().unwrap_or(0));
+        for (k, v) in rows {
             md.push_str(&format!(
                 "| {k} (took {} s) | {} | {} |\n",
                 v["run_seconds"],
