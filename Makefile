@@ -33,9 +33,13 @@ cluster-down:
 	$(STAGE)/cluster.sh down
 
 ## Unit tests: the Rust workspace (pure modules, the serve protocol against the real binary) and the npm shim.
+## The shim runs inside Paperclip, so its tests run on Paperclip's Node 24 when `make stage-install` put it there
+## (the machine's Node 20 otherwise: there the idle/retire tests of the service are known to be cancelled).
+PAPERCLIP_BIN := $(or $(CLAUDE_K8S_STAGE_CACHE),/var/cache/claude-k8s-stage)/paperclip/bin
 test-unit:
 	cargo test --workspace
-	cd npm && npm ci --ignore-scripts --no-audit --no-fund && npm test
+	cd npm && PATH="$$( [ -x '$(PAPERCLIP_BIN)/node' ] && echo '$(PAPERCLIP_BIN):' )$$PATH" && export PATH && \
+	  echo "npm tests on node $$(node --version)" && npm ci --ignore-scripts --no-audit --no-fund && npm test
 
 test-cluster:
 	$(STAGE)/run-cluster-tests.sh
