@@ -22,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 
+use crate::kube_errors::status;
 use crate::labels;
 
 /// How long a Lease whose holder Job does not exist yet still counts as held: covers the create of the run
@@ -312,13 +313,6 @@ fn new_lease(name: &str, agent_id: &str, holder_job: &str, now: jiff::Timestamp)
             lease_duration_seconds: Some(CREATE_WINDOW.as_secs() as i32),
             ..Default::default()
         }),
-    }
-}
-
-fn status(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
     }
 }
 

@@ -76,6 +76,14 @@ pub fn describe(req: &Request, e: &kube::Error) -> (String, Option<String>) {
 }
 
 /// The error in a few words: "503 ServiceUnavailable: etcd leader changed".
+/// The HTTP status the API server answered with, if it answered at all.
+pub fn status(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
 pub fn short(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),

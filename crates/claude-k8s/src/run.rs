@@ -345,7 +345,7 @@ impl Run<'_> {
         };
         let planned_job = manifests.job.metadata.name.clone().unwrap_or_default();
 
-        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let jobs: Api<Job> = self.api();
         let want = guard::Want {
             job_name: &planned_job,
             task_id: identity.task_id.as_deref(),
@@ -477,6 +477,15 @@ impl Run<'_> {
         }
     }
 
+    /// A namespaced API for the run's namespace, on the run's client.
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.kube.client.clone(), self.namespace)
+    }
+
     /// One Job per agent, first from the agent's Jobs ([`guard::decide`]: adopt, block or clear). Fails closed.
     async fn scan(
         &self,
@@ -511,7 +520,7 @@ impl Run<'_> {
         if lock.is_some() {
             return Ok(());
         }
-        let leases: Api<Lease> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let leases: Api<Lease> = self.api();
         match guard::acquire(&leases, jobs, &self.params.agent.id, job_name).await {
             Ok(l) => {
                 *lock = Some(l);
@@ -540,8 +549,8 @@ impl Run<'_> {
 
     /// Creates the run Secret, then the Job, then makes the Job own the Secret so garbage collection removes it.
     async fn launch(&self, m: &RunManifests) -> Result<Job, Value> {
-        let secrets: Api<Secret> = Api::namespaced(self.kube.client.clone(), self.namespace);
-        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let secrets: Api<Secret> = self.api();
+        let jobs: Api<Job> = self.api();
         let pp = PostParams::default();
         let secret_name = m.secret.metadata.name.clone().unwrap_or_default();
         let job_name = m.job.metadata.name.clone().unwrap_or_default();
@@ -634,8 +643,8 @@ impl Run<'_> {
         cancel: &CancellationToken,
     ) -> Stop {
         let job_name = job.name.as_str();
-        let pods: Api<Pod> = Api::namespaced(self.kube.client.clone(), self.namespace);
-        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let pods: Api<Pod> = self.api();
+        let jobs: Api<Job> = self.api();
         let selector = job.pods.clone();
         let mut pod_events =
             watcher::watcher(pods.clone(), watcher::Config::default().labels(&selector))
@@ -867,7 +876,7 @@ impl Run<'_> {
     /// Deletes the Job with Background propagation (its pods follow through the garbage collector); a Job that
     /// is already gone is fine. `grace` overrides the Job object's own deletion grace.
     async fn delete_job(&self, job_name: &str, grace: Option<u32>) {
-        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let jobs: Api<Job> = self.api();
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             grace_period_seconds: grace,
@@ -894,7 +903,7 @@ impl Run<'_> {
     /// The pod went away (or claude was stopped) while nobody in this run asked for it: find out whether the Job
     /// was deleted (then the pod with it) or only the pod.
     async fn deleted_externally(&self, job_name: &str, end: Option<&ContainerEnd>) -> Failed {
-        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let jobs: Api<Job> = self.api();
         match jobs.get_opt(job_name).await {
             Ok(None) => job_deleted_failure(job_name, end),
             Ok(Some(j)) if j.metadata.deletion_timestamp.is_some() => {
@@ -929,7 +938,7 @@ impl Run<'_> {
             self.config.ttl_seconds_after_finished
         ));
         // Its result is reported now: a later run must not adopt it as one that finished unwatched.
-        let jobs: Api<Job> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let jobs: Api<Job> = self.api();
         let patch =
             json!({"metadata": {"annotations": {guard::RESULT_REPORTED: self.params.run_id}}});
         if let Err(e) = jobs
@@ -969,14 +978,14 @@ impl Run<'_> {
     }
 
     async fn pods_gone(&self, job: &JobRef) -> PodsGone {
-        let pods: Api<Pod> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let pods: Api<Pod> = self.api();
         stop::ensure_pods_gone(&pods, &job.pods, Duration::from_secs(self.config.grace_sec)).await
     }
 
     /// The Job owns its run Secret (garbage collection removes it too); deleting it by name is quicker and also
     /// covers a Secret whose owner reference could not be set.
     async fn delete_run_secret(&self, job_name: &str) {
-        let secrets: Api<Secret> = Api::namespaced(self.kube.client.clone(), self.namespace);
+        let secrets: Api<Secret> = self.api();
         let _ = secrets
             .delete(&labels::run_secret_name(job_name), &DeleteParams::default())
             .await;
@@ -1138,7 +1147,7 @@ fn create_failure(code: &str, req: &kube_errors::Request, e: &kube::Error) -> Va
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
+    kube_errors::status(e) == Some(404)
 }
 
 fn api_error(what: &str, e: &kube::Error) -> String {
