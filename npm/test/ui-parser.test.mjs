@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PARSER_FILE = path.join(here, "..", "src", "ui-parser.cjs");
-const FIXTURES = process.env.CLAUDE_FIXTURES_DIR ?? "/work/shared/fixtures/claude-2.1.328";
+const FIXTURES = path.join(here, "..", "..", "test", "fixtures", "claude-2.1.328");
 const CLAUDE_LOCAL_VERSION = "2026.916.1";
 const TS = "2026-11-25T07:00:00.000Z";
 

@@ -546,7 +546,7 @@ mod tests {
 
     fn fixture(name: &str) -> Transcript {
         let path = format!(
-            "{}/../../../shared/fixtures/claude-2.1.328/{name}",
+            "{}/../../test/fixtures/claude-2.1.328/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         transcript(

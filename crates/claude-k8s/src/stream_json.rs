@@ -355,7 +355,7 @@ mod tests {
 
     fn fixture(name: &str) -> Transcript {
         let path = format!(
-            "{}/../../../shared/fixtures/claude-2.1.328/{name}",
+            "{}/../../test/fixtures/claude-2.1.328/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn api_retry_lines_become_progress() {
         let text = std::fs::read_to_string(format!(
-            "{}/../../../shared/fixtures/claude-2.1.328/api-retry-lines-429.jsonl",
+            "{}/../../test/fixtures/claude-2.1.328/api-retry-lines-429.jsonl",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();
