@@ -29,22 +29,22 @@ fn main() -> ExitCode {
                 kubeconfig,
                 namespace,
                 json,
-            } => claude_k8s::doctor::run(kubeconfig, namespace, json).await,
+            } => claude_k8s::cli::doctor::run(kubeconfig, namespace, json).await,
             Command::Jobs {
                 kubeconfig,
                 namespace,
-            } => claude_k8s::ops::jobs(kubeconfig, namespace).await,
+            } => claude_k8s::cli::ops::jobs(kubeconfig, namespace).await,
             Command::Logs {
                 job,
                 kubeconfig,
                 namespace,
                 follow,
-            } => claude_k8s::ops::logs(kubeconfig, namespace, job, follow).await,
+            } => claude_k8s::cli::ops::logs(kubeconfig, namespace, job, follow).await,
             Command::Gc {
                 kubeconfig,
                 namespace,
                 dry_run,
-            } => claude_k8s::ops::gc(kubeconfig, namespace, dry_run).await,
+            } => claude_k8s::cli::ops::gc(kubeconfig, namespace, dry_run).await,
         }
     })
 }

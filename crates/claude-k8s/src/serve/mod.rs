@@ -3,7 +3,9 @@
 //! One reader (stdin), one writer task that alone owns stdout (so lines never interleave), and a task per
 //! request. `docs/protocol.md` is the normative description; [`protocol`] holds the wire types.
 
+pub mod mask;
 pub mod protocol;
+pub mod sink;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,7 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
 use crate::run::{self, Services};
-use crate::sink::Sink;
+use crate::serve::sink::Sink;
 use protocol::{MAX_LINE_BYTES, Message, PROTOCOL_VERSION, Request};
 
 /// How long a shutdown waits for the cleanups of finished runs.
@@ -141,7 +143,7 @@ fn dispatch(
         Request::TestEnvironment { id, params } => {
             let (services, sink) = (services.clone(), Sink::new(id, tx.clone()));
             tokio::spawn(async move {
-                let result = crate::checks::test_environment(&services, &params).await;
+                let result = crate::cli::checks::test_environment(&services, &params).await;
                 sink.result(serde_json::to_value(result).unwrap_or_default());
             });
         }

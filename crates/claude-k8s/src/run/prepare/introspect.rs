@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use tokio::sync::Mutex;
 
-use crate::kube_ctx::KubeCtx;
-use crate::pod_facts::PodFacts;
+use crate::k8s::clients::KubeCtx;
+use crate::run::prepare::pod_facts::PodFacts;
 
 pub const SELF_POD_ENV: &str = "CLAUDE_K8S_SELF_POD";
 const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";

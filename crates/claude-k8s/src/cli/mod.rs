@@ -1,5 +1,9 @@
 //! Command line: `serve` for the JS shim, and operator commands.
 
+pub mod checks;
+pub mod doctor;
+pub mod ops;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]

@@ -105,10 +105,11 @@ pub fn config_json(servers: &[McpServer], pod_api_url: Option<&str>) -> Option<S
 /// `url` as a pod reaches it: a loopback origin is replaced by the pod's API URL origin (when that is not
 /// loopback itself: host-network pods reach loopback as it is).
 pub fn reachable_url(url: &str, pod_api_url: Option<&str>) -> String {
-    let Some(pod) = pod_api_url.filter(|p| !crate::invocation::is_loopback_url(p)) else {
+    let Some(pod) = pod_api_url.filter(|p| !crate::run::plan::invocation::is_loopback_url(p))
+    else {
         return url.to_owned();
     };
-    if !crate::invocation::is_loopback_url(url) {
+    if !crate::run::plan::invocation::is_loopback_url(url) {
         return url.to_owned();
     }
     let (Some(pod_origin), Some((_, path))) = (origin(pod), split_origin(url)) else {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value};
 
-use crate::checks::{self, Level};
+use crate::cli::checks::{self, Level};
 use crate::run::Services;
 use crate::serve::protocol::TestEnvironmentParams;
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::pod_facts::DATA_MOUNT_PATH;
+use crate::run::prepare::pod_facts::DATA_MOUNT_PATH;
 use crate::serve::protocol::RuntimeSkill;
 
 pub const INSTRUCTIONS_FILE: &str = "agent-instructions.md";

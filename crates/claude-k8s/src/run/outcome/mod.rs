@@ -3,9 +3,11 @@
 //! Success or failure is judged from the container's terminated state together with Claude's `result` line, as
 //! claude_local judges its child process: never from a log stream ending.
 
+pub mod retry_hint;
+
 use serde_json::{Map, Value, json};
 
-use crate::stream_json::Transcript;
+use crate::run::follow::stream_json::Transcript;
 
 /// How the claude container ended, read from its `terminated` state.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -165,7 +167,8 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
 
 /// claude_local's `retryNotBefore` (top level and in resultJson) when Claude named the time its limit resets.
 fn insert_retry_not_before(r: &mut serde_json::Map<String, Value>, code: &str, text: &str) {
-    let Some(at) = crate::retry_hint::retry_not_before(text, &jiff::Zoned::now()) else {
+    let Some(at) = crate::run::outcome::retry_hint::retry_not_before(text, &jiff::Zoned::now())
+    else {
         return;
     };
     let at = json!(at.to_string());
@@ -284,7 +287,9 @@ pub fn classify_claude_failure(
     if t.is_unknown_session_error() {
         return ("claude_failed", None);
     }
-    if contains_any(&hay, PROVIDER_QUOTA) || crate::retry_hint::is_usage_limit_notice(&hay) {
+    if contains_any(&hay, PROVIDER_QUOTA)
+        || crate::run::outcome::retry_hint::is_usage_limit_notice(&hay)
+    {
         return ("provider_quota", Some("provider_quota"));
     }
     if matches!(status, Some(429 | 503 | 529))

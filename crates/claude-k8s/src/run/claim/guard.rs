@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 
-use crate::kube_errors::status;
-use crate::labels;
+use crate::k8s::errors::status;
+use crate::k8s::labels;
 
 /// How long a Lease whose holder Job does not exist yet still counts as held: covers the create of the run
 /// Secret and the Job, with their retries.

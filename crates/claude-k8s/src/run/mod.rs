@@ -13,6 +13,13 @@
 //! `CLAUDE_K8S_PENDING_TIMEOUT_SEC` (600), a Job that gets no pod after `CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC` (60),
 //! all read from the serve process's environment.
 
+pub mod claim;
+pub mod cleanup;
+pub mod follow;
+pub mod outcome;
+pub mod plan;
+pub mod prepare;
+
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,23 +38,23 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::capabilities::{self, Capabilities};
-use crate::config::AgentConfig;
-use crate::guard::{self, AgentLock, GuardError, Verdict};
-use crate::introspect::SelfPod;
-use crate::invocation::{self, Invocation};
-use crate::kube_ctx::{Clients, KubeCtx};
-use crate::kube_errors;
-use crate::labels::{self, RunIdentity};
-use crate::mask::Masker;
-use crate::outcome::{self, ContainerEnd, RunFacts};
-use crate::plan::{self, RunManifests, RunPlanInput};
-use crate::pod_facts::PodFacts;
-use crate::pod_state::{self, PodFailure};
+use crate::k8s::clients::{Clients, KubeCtx};
+use crate::k8s::errors as kube_errors;
+use crate::k8s::labels::{self, RunIdentity};
+use crate::run::claim::guard::{self, AgentLock, GuardError, Verdict};
+use crate::run::cleanup::{self as stop, PodsGone};
+use crate::run::follow::pod_state::{self, PodFailure};
+use crate::run::follow::stream_json::{self, Transcript};
+use crate::run::outcome::{ContainerEnd, RunFacts};
+use crate::run::plan::invocation::{self, Invocation};
+use crate::run::plan::{RunManifests, RunPlanInput};
+use crate::run::prepare::capabilities::{self, Capabilities};
+use crate::run::prepare::config::AgentConfig;
+use crate::run::prepare::introspect::SelfPod;
+use crate::run::prepare::pod_facts::PodFacts;
+use crate::serve::mask::Masker;
 use crate::serve::protocol::ExecuteParams;
-use crate::sink::Sink;
-use crate::stop::{self, PodsGone};
-use crate::stream_json::{self, Transcript};
+use crate::serve::sink::Sink;
 
 /// Shared by every run of a serve process.
 #[derive(Default)]
@@ -162,9 +169,9 @@ pub async fn execute(
         }
     });
     // A bare session id (agent-level heartbeat) is gated on what the session was run with, as full params are.
-    let sessions = crate::session_record::dir();
-    let params = crate::session_record::with_saved_params(params, |id| {
-        crate::session_record::read(&sessions, id)
+    let sessions = crate::run::prepare::session_record::dir();
+    let params = crate::run::prepare::session_record::with_saved_params(params, |id| {
+        crate::run::prepare::session_record::read(&sessions, id)
     });
     // Blocking file I/O on the shared volume (skill trees are copied), off the async workers.
     let (p, c) = (params.clone(), config.clone());
@@ -214,7 +221,7 @@ pub async fn execute(
     } else {
         first
     };
-    if let Err(e) = crate::session_record::save(&sessions, &last.result) {
+    if let Err(e) = crate::run::prepare::session_record::save(&sessions, &last.result) {
         sink.warn(&e);
     }
     // The Job is deleted (or done and kept) by now: the agent's next run may start as soon as it has the result.
@@ -319,8 +326,10 @@ impl Run<'_> {
     ) -> Attempt {
         let (params, config, sink) = (self.params, self.config, self.sink);
         let inv = Invocation::build_with(params, config, self.facts, resume.clone(), self.caps);
-        let mcp_config =
-            crate::mcp::config_json(&self.caps.mcp, inv.env_value("PAPERCLIP_API_URL"));
+        let mcp_config = crate::run::prepare::mcp::config_json(
+            &self.caps.mcp,
+            inv.env_value("PAPERCLIP_API_URL"),
+        );
         for note in &inv.notes {
             sink.warn(note);
         }
@@ -748,7 +757,7 @@ impl Run<'_> {
                         if (view.claude_running || view.claude_end.is_some()) && log_task.is_none() {
                             let name = pod.metadata.name.clone().unwrap_or_default();
                             let tx = line_tx.take().expect("the sender is taken once");
-                            log_task = Some(tokio::spawn(crate::logs::follow(pods.clone(), name, tx, terminated_rx.clone())));
+                            log_task = Some(tokio::spawn(crate::run::follow::logs::follow(pods.clone(), name, tx, terminated_rx.clone())));
                         }
                         if let Some(end) = view.claude_end {
                             let _ = terminated_tx.send(true);
@@ -893,7 +902,7 @@ impl Run<'_> {
     /// Adds the object's latest Warning event to a failure's message: the cause Kubernetes recorded only there.
     async fn with_events(&self, kind: &str, name: &str, mut failed: Failed) -> Failed {
         if let Some(event) =
-            crate::events::latest_warning(&self.kube.client, self.namespace, kind, name).await
+            crate::k8s::events::latest_warning(&self.kube.client, self.namespace, kind, name).await
         {
             failed.message = format!("{}; the {kind}'s latest event: {event}", failed.message);
         }
@@ -1076,7 +1085,7 @@ fn task_id(params: &ExecuteParams) -> Option<String> {
 fn known_secrets(params: &ExecuteParams, config: &AgentConfig, facts: &PodFacts) -> Vec<String> {
     let mut secrets: Vec<String> = params.auth_token.iter().cloned().collect();
     secrets.extend(
-        crate::mcp::servers(&params.runtime_mcp_servers)
+        crate::run::prepare::mcp::servers(&params.runtime_mcp_servers)
             .into_iter()
             .map(|s| s.token)
             .filter(|t| !t.is_empty()),

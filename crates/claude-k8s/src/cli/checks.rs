@@ -9,11 +9,11 @@ use kube::Api;
 use kube::api::PostParams;
 use serde::Serialize;
 
-use crate::config::AgentConfig;
-use crate::invocation::is_loopback_url;
-use crate::kube_ctx::KubeCtx;
-use crate::pod_facts::PodFacts;
+use crate::k8s::clients::KubeCtx;
 use crate::run::Services;
+use crate::run::plan::invocation::is_loopback_url;
+use crate::run::prepare::config::AgentConfig;
+use crate::run::prepare::pod_facts::PodFacts;
 use crate::serve::protocol::TestEnvironmentParams;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -632,7 +632,7 @@ mod tests {
 
     /// The flow-style lists of deploy/role.yaml (`key: ["a", "b"]`), one rule per `- apiGroups:` item.
     fn role_yaml_rules() -> Vec<(String, Vec<String>, Vec<String>)> {
-        let text = include_str!("../../../deploy/role.yaml");
+        let text = include_str!("../../../../deploy/role.yaml");
         let list = |line: &str| -> Vec<String> {
             let inner = line
                 .split_once('[')

@@ -6,6 +6,8 @@
 //! `secretKeyRef`, so it never appears in the Job spec. The MCP config (it holds Paperclip's bearer tokens) takes
 //! the same road: run Secret → init container → an in-memory emptyDir file, mode 0400 for the agent's UID.
 
+pub mod invocation;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -20,11 +22,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::config::AgentConfig;
-use crate::invocation::Invocation;
-use crate::labels::{self, RunIdentity};
-use crate::mcp::{MCP_CONFIG_FILE, MCP_DIR};
-use crate::pod_facts::{DATA_MOUNT_PATH, PodFacts, SERVER_SECRET_ENV};
+use crate::k8s::labels::{self, RunIdentity};
+use crate::run::plan::invocation::Invocation;
+use crate::run::prepare::config::AgentConfig;
+use crate::run::prepare::mcp::{MCP_CONFIG_FILE, MCP_DIR};
+use crate::run::prepare::pod_facts::{DATA_MOUNT_PATH, PodFacts, SERVER_SECRET_ENV};
 
 pub const CLAUDE_CONTAINER: &str = "claude";
 pub const PROMPT_CONTAINER: &str = "write-prompt";
@@ -433,7 +435,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pod_facts::tests::paperclip_pod;
+    use crate::run::prepare::pod_facts::tests::paperclip_pod;
     use crate::serve::protocol::ExecuteParams;
     use serde_json::{Value, json};
 

@@ -1,12 +1,12 @@
 //! Where a run's output goes: tagged protocol messages on the single writer's channel, with the run's known
-//! secrets masked ([`crate::mask`]) in every line, meta and result.
+//! secrets masked ([`crate::serve::mask`]) in every line, meta and result.
 
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::mask::Masker;
+use crate::serve::mask::Masker;
 use crate::serve::protocol::{LogStream, Message};
 
 /// Prefix of the adapter's own progress lines in the transcript (the UI parser shows them as system entries).

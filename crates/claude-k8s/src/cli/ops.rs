@@ -1,5 +1,5 @@
 //! Operator commands: `jobs` lists the adapter's Jobs, `logs` prints a run's transcript, `gc` removes what runs
-//! left behind. They select by the labels in [`crate::labels`], never by name patterns.
+//! left behind. They select by the labels in [`crate::k8s::labels`], never by name patterns.
 
 use std::process::ExitCode;
 
@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams};
 
-use crate::guard;
-use crate::kube_ctx::{Clients, KubeCtx};
-use crate::labels;
-use crate::plan::CLAUDE_CONTAINER;
+use crate::k8s::clients::{Clients, KubeCtx};
+use crate::k8s::labels;
+use crate::run::claim::guard;
+use crate::run::plan::CLAUDE_CONTAINER;
 
 async fn connect(kubeconfig: Option<&str>) -> Result<KubeCtx, ExitCode> {
     Clients::default().get(kubeconfig).await.map_err(|e| {

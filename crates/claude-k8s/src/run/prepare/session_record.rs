@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::pod_facts::DATA_MOUNT_PATH;
+use crate::run::prepare::pod_facts::DATA_MOUNT_PATH;
 use crate::serve::protocol::ExecuteParams;
 
 /// `/paperclip/claude-k8s/sessions`: on the shared volume, so every Paperclip replica sees the same records.

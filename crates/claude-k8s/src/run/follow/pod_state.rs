@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
-use crate::outcome::ContainerEnd;
-use crate::plan::{CLAUDE_CONTAINER, PROMPT_CONTAINER};
+use crate::run::outcome::ContainerEnd;
+use crate::run::plan::{CLAUDE_CONTAINER, PROMPT_CONTAINER};
 
 /// A failure seen in the pod. `after` is how long it must persist before the run gives up (a pull may recover).
 #[derive(Debug, Clone, PartialEq)]

@@ -2,9 +2,9 @@
 //! the skill-library manifest, the runtime skills) and Paperclip's MCP servers. Prepared once per `execute`, before
 //! the resume decision, because the bundle key and the MCP identity gate resume.
 
-use crate::config::AgentConfig;
-use crate::mcp::{self, McpServer};
-use crate::prompt_bundle::{self, BundleError, BundleInput, PromptBundle};
+use crate::run::prepare::config::AgentConfig;
+use crate::run::prepare::mcp::{self, McpServer};
+use crate::run::prepare::prompt_bundle::{self, BundleError, BundleInput, PromptBundle};
 use crate::serve::protocol::ExecuteParams;
 
 #[derive(Debug, Clone, Default)]

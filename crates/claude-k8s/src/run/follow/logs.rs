@@ -14,7 +14,7 @@ use kube::Api;
 use kube::api::LogParams;
 use tokio::sync::{mpsc, watch};
 
-use crate::plan::CLAUDE_CONTAINER;
+use crate::run::plan::CLAUDE_CONTAINER;
 
 /// Where the reader is: the timestamp of the last delivered line and how many lines carried exactly it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -121,7 +121,7 @@ fn join_partials(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 const SILENCE_REOPEN: Duration = Duration::from_secs(180);
 
 fn silence_reopen() -> Duration {
-    crate::pod_state::env_secs("CLAUDE_K8S_LOG_SILENCE_SEC").unwrap_or(SILENCE_REOPEN)
+    crate::run::follow::pod_state::env_secs("CLAUDE_K8S_LOG_SILENCE_SEC").unwrap_or(SILENCE_REOPEN)
 }
 
 /// Delivers the container's lines to `out` until the container has terminated (`terminated` turns true) and its

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::capabilities::Capabilities;
-use crate::config::AgentConfig;
-use crate::mcp;
-use crate::pod_facts::{DATA_MOUNT_PATH, PodFacts};
+use crate::run::prepare::capabilities::Capabilities;
+use crate::run::prepare::config::AgentConfig;
+use crate::run::prepare::mcp;
+use crate::run::prepare::pod_facts::{DATA_MOUNT_PATH, PodFacts};
 use crate::serve::protocol::ExecuteParams;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -382,7 +382,7 @@ fn is_uuid(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pod_facts::tests::paperclip_pod;
+    use crate::run::prepare::pod_facts::tests::paperclip_pod;
     use serde_json::json;
 
     const SESSION: &str = "5b1b7e0e-8f2a-4c4e-9a57-0c0d1e2f3a4b";
@@ -473,14 +473,14 @@ mod tests {
     }
 
     fn caps(key: &str, mcp: Value) -> Capabilities {
-        let servers = crate::mcp::servers(mcp.as_array().unwrap());
+        let servers = crate::run::prepare::mcp::servers(mcp.as_array().unwrap());
         Capabilities {
-            bundle: Some(crate::prompt_bundle::PromptBundle {
+            bundle: Some(crate::run::prepare::prompt_bundle::PromptBundle {
                 key: key.into(),
                 root: format!("/paperclip/cache/{key}"),
                 instructions_file: Some(format!("/paperclip/cache/{key}/agent-instructions.md")),
             }),
-            mcp_identity: crate::mcp::identity(&servers),
+            mcp_identity: crate::run::prepare::mcp::identity(&servers),
             mcp: servers,
             notes: vec![],
         }
@@ -539,7 +539,9 @@ mod tests {
             v["runtime"] = json!({"sessionParams": sp});
             params(v)
         };
-        let ident = crate::mcp::identity(&crate::mcp::servers(one_server().as_array().unwrap()));
+        let ident = crate::run::prepare::mcp::identity(&crate::run::prepare::mcp::servers(
+            one_server().as_array().unwrap(),
+        ));
         let same = saved(json!({"promptBundleKey": "k1", "mcpServerIdentity": ident}));
         assert_eq!(
             resumable_session(&same, &c, &caps("k1", one_server()))
