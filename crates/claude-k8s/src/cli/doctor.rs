@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use serde_json::{Map, Value};
 
 use crate::cli::checks::{self, Level};
-use crate::run::Services;
+use crate::k8s::clients::Clients;
+use crate::run::prepare::introspect::SelfPod;
 use crate::serve::protocol::TestEnvironmentParams;
 
 pub async fn run(kubeconfig: Option<String>, namespace: Option<String>, json: bool) -> ExitCode {
@@ -21,7 +22,7 @@ pub async fn run(kubeconfig: Option<String>, namespace: Option<String>, json: bo
         config,
         ..Default::default()
     };
-    let result = checks::test_environment(&Services::default(), &params).await;
+    let result = checks::test_environment(&Clients::default(), &SelfPod::default(), &params).await;
     if json {
         println!(
             "{}",

@@ -3,6 +3,7 @@
 pub mod checks;
 pub mod doctor;
 pub mod ops;
+pub mod permissions;
 
 use clap::{Parser, Subcommand};
 

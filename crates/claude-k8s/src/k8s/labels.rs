@@ -19,6 +19,8 @@ pub const SESSION_ID: &str = "paperclip.io/session-id";
 pub const ADAPTER_TYPE: &str = "paperclip.io/adapter-type";
 pub const ADAPTER_TYPE_VALUE: &str = "claude_k8s";
 pub const AGENT_NAME_ANNOTATION: &str = "paperclip.io/agent-name";
+/// Annotation set on a retained Job once its result was reported, so it is never adopted again.
+pub const RESULT_REPORTED: &str = "paperclip.io/result-reported-by";
 
 /// The label the Job controller puts on a Job's pods (1.20 has no `batch.kubernetes.io/job-name`).
 pub const JOB_NAME: &str = "job-name";
