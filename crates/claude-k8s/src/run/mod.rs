@@ -164,17 +164,15 @@ async fn attempt(
         Ok(job) => job,
         Err(failed) => return Attempt::early(failed),
     };
-    let mut transcript = follow::stream_json::Transcript::default();
-    let ending = follow::follow(run, timing, &job, &mut transcript, cancel).await;
-    match &ending {
-        Ending::Cancelled => run
-            .sink
-            .progress(&format!("cancelling: deleting Job {}", job.name)),
-        Ending::Failed(f) => run
-            .sink
-            .warn(&outcome::with_last_lines(&f.message, &transcript)),
-        _ => {}
-    }
+    let limits = follow::Limits {
+        pod: timing.pod,
+        result_grace: timing.result_grace,
+        grace: std::time::Duration::from_secs(run.config.grace_sec),
+        timeout: (run.config.timeout_sec > 0)
+            .then(|| std::time::Duration::from_secs(run.config.timeout_sec)),
+    };
+    let cluster = follow::watch_run(run, &job);
+    let (ending, transcript) = follow::follow(run, limits, &job, cluster, cancel).await;
     // Cleanup: claude ended by itself → the Job goes now and its pods after the result; a stopped run's result
     // waits until its pods are gone.
     let (leftover, forced) = match &ending {
