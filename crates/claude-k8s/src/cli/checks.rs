@@ -12,6 +12,7 @@ use serde::Serialize;
 pub use super::permissions::{PERMISSIONS, Permission};
 use crate::k8s::clients::Clients;
 use crate::k8s::clients::KubeCtx;
+use crate::k8s::errors::{is_not_found, status};
 use crate::run::plan::invocation::is_loopback_url;
 use crate::run::prepare::config::AgentConfig;
 use crate::run::prepare::introspect::SelfPod;
@@ -151,13 +152,13 @@ async fn check_namespace(kube: &KubeCtx, namespace: &str, explicit: bool, out: &
             format!("namespace {namespace} exists"),
             None,
         ),
-        Err(kube::Error::Api(s)) if s.code == 404 => out.add(
+        Err(e) if is_not_found(&e) => out.add(
             "k8s_namespace_missing",
             Level::Error,
             format!("namespace {namespace} does not exist"),
             Some("create it, or set adapterConfig.namespace to an existing one".into()),
         ),
-        Err(kube::Error::Api(s)) if s.code == 403 => out.add(
+        Err(e) if status(&e) == Some(403) => out.add(
             "k8s_namespace_unverified",
             if explicit { Level::Warn } else { Level::Info },
             format!(
@@ -316,7 +317,7 @@ async fn check_pvc(kube: &KubeCtx, namespace: &str, facts: &PodFacts, out: &mut 
                 );
             }
         }
-        Err(kube::Error::Api(s)) if s.code == 404 => out.add(
+        Err(e) if is_not_found(&e) => out.add(
             "k8s_pvc_missing",
             Level::Error,
             format!("PVC {claim} does not exist in namespace {namespace}"),

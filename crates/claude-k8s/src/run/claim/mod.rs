@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::k8s::errors::api_error;
 use crate::k8s::labels;
-use crate::run::outcome::{failure, failure_with_hint};
+use crate::run::outcome::{ErrorCode, failure, failure_with_hint};
 use crate::run::plan::Planned;
 use crate::run::prepare::Prepared;
 use guard::{AgentLock, GuardError, Verdict};
@@ -94,10 +94,9 @@ impl<'a> Claim<'a> {
             Err(GuardError::Busy { job }) => return Err(blocked(run, &job)),
             Err(e) => {
                 return Err(failure_with_hint(
-                    "k8s_concurrency_guard_unreachable",
+                    ErrorCode::GuardUnreachable,
                     &e.to_string(),
-                    "the one-Job-per-agent guard needs get/create/update/delete on leases.coordination.k8s.io in \
-                     the Jobs' namespace (deploy/role.yaml); `claude-k8s doctor` checks it",
+                    ErrorCode::GuardUnreachable.hint().unwrap_or_default(),
                 ));
             }
         }
@@ -141,7 +140,7 @@ impl<'a> Claim<'a> {
             .await
             .map_err(|e| {
                 failure(
-                    "k8s_concurrency_guard_unreachable",
+                    ErrorCode::GuardUnreachable,
                     api_error(
                         "list the agent's Jobs to check for a running one; refusing to start a second",
                         &e,
@@ -181,11 +180,11 @@ impl Drop for Claim<'_> {
 
 fn blocked(run: &Prepared<'_>, job: &str) -> Value {
     failure_with_hint(
-        "k8s_concurrent_run_blocked",
+        ErrorCode::ConcurrentRunBlocked,
         &format!(
             "agent already has an active Job {job} in namespace {}; one Job per agent at a time",
             run.namespace
         ),
-        "wait for that run to finish, or cancel it in Paperclip; `claude-k8s jobs` lists the agent's Jobs",
+        ErrorCode::ConcurrentRunBlocked.hint().unwrap_or_default(),
     )
 }

@@ -6,7 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::pod_state;
-use crate::run::outcome::{ContainerEnd, Failure, describe_end};
+use crate::run::outcome::{ContainerEnd, ErrorCode, Failure, describe_end};
 
 /// The limits of one run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,30 +123,28 @@ pub(super) fn failed_reason(job: &Job) -> Option<String> {
 
 pub(super) fn job_deleted_failure(job_name: &str, end: Option<&ContainerEnd>) -> Failure {
     Failure::new(
-        "k8s_job_deleted_externally",
+        ErrorCode::JobDeletedExternally,
         format!(
             "Job {job_name} was deleted by someone else before claude finished{}",
-            end.map(|e| format!(" ({})", describe_end(e)))
-                .unwrap_or_default()
+            ended(end)
         ),
-        Some(
-            "something else deleted the Job: an operator (kubectl delete job), `claude-k8s gc`, or a cleanup \
-             policy in the namespace; run the heartbeat again",
-        ),
+        ErrorCode::JobDeletedExternally.hint(),
     )
 }
 
 pub(super) fn pod_deleted_failure(job_name: &str, end: Option<&ContainerEnd>) -> Failure {
     Failure::new(
-        "k8s_pod_deleted",
+        ErrorCode::PodDeleted,
         format!(
             "the pod of Job {job_name} was deleted by someone else before claude finished{}",
-            end.map(|e| format!(" ({})", describe_end(e)))
-                .unwrap_or_default()
+            ended(end)
         ),
-        Some(
-            "an operator (kubectl delete pod), a node drain or a controller removed the pod; run the heartbeat \
-             again",
-        ),
+        ErrorCode::PodDeleted.hint(),
     )
+}
+
+/// " (claude container terminated, exit code 143 (SIGTERM))", when the end is known.
+fn ended(end: Option<&ContainerEnd>) -> String {
+    end.map(|e| format!(" ({})", describe_end(e)))
+        .unwrap_or_default()
 }

@@ -19,7 +19,7 @@ pub use super::io::{Action, Ending, Input, Limits, StopCause};
 use super::io::{failed_reason, job_deleted_failure, pod_deleted_failure};
 use super::pod_state::{self, PodFailure};
 use super::stream_json::{self, Transcript};
-use crate::run::outcome::{ContainerEnd, Failure, with_last_lines};
+use crate::run::outcome::{ContainerEnd, ErrorCode, Failure, with_last_lines};
 
 /// How long the log follower may take to deliver the tail after the container terminated.
 pub const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -28,10 +28,10 @@ pub const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub const STOP_SLACK: Duration = Duration::from_secs(30);
 
 /// Pod failures whose cause is told best by the pod's events (a failed mount, a container that cannot be made).
-const EVENT_CAUSED: [&str; 3] = [
-    "k8s_pod_start_timeout",
-    "k8s_container_create_error",
-    "k8s_pod_failed",
+const EVENT_CAUSED: [ErrorCode; 3] = [
+    ErrorCode::PodStartTimeout,
+    ErrorCode::ContainerCreateError,
+    ErrorCode::PodFailed,
 ];
 
 /// A detail the ending waits for.
@@ -202,7 +202,7 @@ impl Follow {
             },
             Input::PodWatchEnded => self.end(
                 Ending::Failed(Failure::new(
-                    "k8s_watch_ended",
+                    ErrorCode::WatchEnded,
                     "the pod watch ended unexpectedly".into(),
                     None,
                 )),
@@ -219,7 +219,7 @@ impl Follow {
                 if let Some(reason) = failed_reason(&job) {
                     let message = format!("Job {} failed: {reason}", self.job);
                     self.end(
-                        Ending::Failed(Failure::new("k8s_job_failed", message, None)),
+                        Ending::Failed(Failure::new(ErrorCode::JobFailed, message, None)),
                         now,
                         out,
                     );
@@ -382,7 +382,7 @@ impl Follow {
             Phase::AwaitingPod { until } if until <= now => {
                 let job = &self.job;
                 let failure = Failure::new(
-                    "k8s_pod_not_created",
+                    ErrorCode::PodNotCreated,
                     format!(
                         "the Job controller created no pod for Job {job} in {}s",
                         self.limits.pod.pod_create_timeout.as_secs()

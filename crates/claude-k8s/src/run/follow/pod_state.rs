@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
-use crate::run::outcome::ContainerEnd;
+use crate::run::outcome::{ContainerEnd, ErrorCode};
 use crate::run::plan::{CLAUDE_CONTAINER, PROMPT_CONTAINER};
 
 /// A failure seen in the pod. `after` is how long it must persist before the run gives up (a pull may recover).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodFailure {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// What to do about it, for the user.
     pub hint: String,
@@ -145,7 +145,7 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
         .filter(|t| t.exit_code != 0)
     {
         v.failure = Some(PodFailure {
-            code: "k8s_init_failed",
+            code: ErrorCode::InitFailed,
             message: format!(
                 "the write-prompt init container failed ({}exit code {}){}",
                 term.reason
@@ -155,7 +155,7 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
                 term.exit_code,
                 suffix(term.message.as_deref().unwrap_or(""))
             ),
-            hint: "adapterConfig.initImage must have `sh` and `gunzip` (busybox:1.36 works)".into(),
+            hint: static_hint(ErrorCode::InitFailed),
             after: Duration::ZERO,
         });
         return v;
@@ -176,13 +176,13 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
 
     if status.phase.as_deref() == Some("Failed") {
         v.failure = Some(PodFailure {
-            code: "k8s_pod_failed",
+            code: ErrorCode::PodFailed,
             message: format!(
                 "pod {name} failed before claude ran: {}{}",
                 status.reason.as_deref().unwrap_or("Failed"),
                 suffix(status.message.as_deref().unwrap_or(""))
             ),
-            hint: "see `kubectl describe pod` for the pod's events".into(),
+            hint: static_hint(ErrorCode::PodFailed),
             after: Duration::ZERO,
         });
         return v;
@@ -196,7 +196,7 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
         (Some(c), _) => {
             let message = c.message.clone().unwrap_or_default();
             v.failure = Some(PodFailure {
-                code: "k8s_pod_unschedulable",
+                code: ErrorCode::PodUnschedulable,
                 message: format!(
                     "pod {name} could not be scheduled for {}s: {}",
                     limits.pending_timeout.as_secs(),
@@ -206,9 +206,7 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
                         &message
                     }
                 ),
-                hint: "no node fits the pod: check adapterConfig.nodeSelector, tolerations and \
-                       resources.requests against the nodes (or wait for the autoscaler)"
-                    .into(),
+                hint: static_hint(ErrorCode::PodUnschedulable),
                 after: limits.pending_timeout,
             });
             format!(
@@ -233,19 +231,21 @@ fn waiting_failure(
 ) -> Option<PodFailure> {
     let (code, text, hint, after) = match reason {
         "InvalidImageName" => (
-            "k8s_image_invalid",
+            ErrorCode::ImageInvalid,
             format!("image `{img}` of the {which} container is not a valid image reference"),
             format!("fix the image name ({})", image_field(which)),
             Duration::ZERO,
         ),
         "ErrImageNeverPull" => (
-            "k8s_image_not_present",
-            format!("image `{img}` of the {which} container is not on the node and imagePullPolicy is Never"),
-            "load the image onto the nodes, or set adapterConfig.imagePullPolicy to IfNotPresent".into(),
+            ErrorCode::ImageNotPresent,
+            format!(
+                "image `{img}` of the {which} container is not on the node and imagePullPolicy is Never"
+            ),
+            static_hint(ErrorCode::ImageNotPresent),
             Duration::ZERO,
         ),
         "ErrImagePull" | "ImagePullBackOff" => (
-            "k8s_image_pull_failed",
+            ErrorCode::ImagePullFailed,
             format!("image `{img}` of the {which} container cannot be pulled"),
             format!(
                 "check the image name and tag ({}), that the registry is reachable from the nodes, and the \
@@ -255,31 +255,26 @@ fn waiting_failure(
             limits.start_grace,
         ),
         "CreateContainerConfigError" => (
-            "k8s_container_config_error",
+            ErrorCode::ContainerConfigError,
             format!("the {which} container cannot be configured"),
-            "a Secret or ConfigMap (or a key in it) that the pod's env or envFrom references is missing in the \
-             Job's namespace: create it, or fix the reference (adapterConfig.env, podSpecPatch, the Paperclip \
-             pod's env)"
-                .into(),
+            static_hint(ErrorCode::ContainerConfigError),
             limits.start_grace,
         ),
         // Normal while a pod starts; a pod that stays here is stuck, mostly on a volume (FailedMount: a missing
         // Secret, ConfigMap or claim), which only the pod's events tell: the run adds the latest one.
         "ContainerCreating" | "PodInitializing" => (
-            "k8s_pod_start_timeout",
+            ErrorCode::PodStartTimeout,
             format!(
                 "the pod did not start within {}s: the {which} container is still waiting",
                 limits.pending_timeout.as_secs()
             ),
-            "the pod's events name the cause (`kubectl describe pod`): often a volume that cannot be mounted, \
-             e.g. a Secret, ConfigMap or claim the Paperclip pod mounts that is missing in the Jobs' namespace"
-                .into(),
+            static_hint(ErrorCode::PodStartTimeout),
             limits.pending_timeout,
         ),
         "CreateContainerError" | "RunContainerError" => (
-            "k8s_container_create_error",
+            ErrorCode::ContainerCreateError,
             format!("the {which} container cannot be created"),
-            "see the kubelet's message; a podSpecPatch or an inherited volume may be wrong".into(),
+            static_hint(ErrorCode::ContainerCreateError),
             limits.start_grace,
         ),
         _ => return None,
@@ -329,20 +324,22 @@ fn disruption(name: &str, status: &k8s_openapi::api::core::v1::PodStatus) -> Opt
     };
     Some(PodFailure {
         code: if cause == "evicted" {
-            "k8s_pod_evicted"
+            ErrorCode::PodEvicted
         } else {
-            "k8s_pod_disrupted"
+            ErrorCode::PodDisrupted
         },
         message: format!(
             "pod {name} was {cause} (a disruption, not a failure of the agent){}",
             suffix(detail.as_deref().unwrap_or(""))
         ),
-        hint: "run the heartbeat again; for long runs protect the pods with a PodDisruptionBudget or the \
-               cluster-autoscaler.kubernetes.io/safe-to-evict=\"false\" annotation, and give them enough \
-               memory and ephemeral storage"
-            .into(),
+        hint: static_hint(ErrorCode::PodEvicted),
         after: Duration::ZERO,
     })
+}
+
+/// The hint [`ErrorCode::hint`] has for `code`.
+fn static_hint(code: ErrorCode) -> String {
+    code.hint().unwrap_or_default().to_owned()
 }
 
 fn suffix(message: &str) -> String {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::k8s::errors::{self as kube_errors, api_error};
 use crate::k8s::labels;
 use crate::run::claim::Target;
-use crate::run::outcome::{failure, failure_with_hint};
+use crate::run::outcome::{ErrorCode, failure, failure_with_hint};
 use crate::run::plan::invocation::Invocation;
 use crate::run::plan::{Planned, RunManifests};
 use crate::run::prepare::Prepared;
@@ -119,7 +119,7 @@ async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Value> {
     .await;
     if let Err(e) = created {
         return Err(create_failure(
-            "k8s_secret_create_failed",
+            ErrorCode::SecretCreateFailed,
             &request("secrets"),
             &e,
         ));
@@ -139,7 +139,7 @@ async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Value> {
             Err(e) => {
                 let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
                 return Err(failure(
-                    "k8s_job_create_failed",
+                    ErrorCode::JobCreateFailed,
                     api_error("read the created Job", &e),
                 ));
             }
@@ -147,7 +147,7 @@ async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Value> {
         Err(e) => {
             let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
             return Err(create_failure(
-                "k8s_job_create_failed",
+                ErrorCode::JobCreateFailed,
                 &request("jobs"),
                 &e,
             ));
@@ -177,10 +177,10 @@ async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Value> {
 }
 
 /// A failed create: RBAC and quota refusals get their own codes; the server's words and the fix either way.
-fn create_failure(code: &str, req: &kube_errors::Request, e: &kube::Error) -> Value {
+fn create_failure(code: ErrorCode, req: &kube_errors::Request, e: &kube::Error) -> Value {
     let code = match kube_errors::kind(e) {
-        kube_errors::Kind::Forbidden => "k8s_forbidden",
-        kube_errors::Kind::Quota => "k8s_quota_exceeded",
+        kube_errors::Kind::Forbidden => ErrorCode::Forbidden,
+        kube_errors::Kind::Quota => ErrorCode::QuotaExceeded,
         _ => code,
     };
     match kube_errors::describe(req, e) {

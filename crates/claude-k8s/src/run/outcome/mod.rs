@@ -3,9 +3,11 @@
 //! Success or failure is judged from the container's terminated state together with Claude's `result` line, as
 //! claude_local judges its child process: never from a log stream ending.
 
+pub mod error_code;
 pub mod report;
 pub mod retry_hint;
 
+pub use error_code::ErrorCode;
 pub use report::{Failure, cancelled, failure, failure_with_hint, report, unknown_session};
 
 use serde_json::{Map, Value, json};
@@ -88,7 +90,7 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
             "Claude exited without a result line (Failed to parse claude JSON output)".to_owned()
         });
         let code = if requires_login(t) {
-            "claude_auth_required"
+            ErrorCode::ClaudeAuthRequired
         } else {
             no_result_code(end)
         };
@@ -150,7 +152,10 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
                 rj.insert("errorFamily".into(), json!(family));
             }
         }
-        if matches!(code, "provider_quota" | "claude_transient_upstream") {
+        if matches!(
+            code,
+            ErrorCode::ProviderQuota | ErrorCode::ClaudeTransientUpstream
+        ) {
             insert_retry_not_before(
                 &mut r,
                 code,
@@ -158,7 +163,7 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
             );
         }
     } else if t.is_refusal() {
-        r.insert("errorCode".into(), json!("claude_refusal"));
+        r.insert("errorCode".into(), json!(ErrorCode::ClaudeRefusal));
         r.insert("errorFamily".into(), json!("model_refusal"));
         r.insert("errorMessage".into(), json!(t.describe_failure()));
     } else if end.exit_code != 0 {
@@ -169,7 +174,7 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
 }
 
 /// claude_local's `retryNotBefore` (top level and in resultJson) when Claude named the time its limit resets.
-fn insert_retry_not_before(r: &mut serde_json::Map<String, Value>, code: &str, text: &str) {
+fn insert_retry_not_before(r: &mut serde_json::Map<String, Value>, code: ErrorCode, text: &str) {
     let Some(at) = crate::run::outcome::retry_hint::retry_not_before(text, &jiff::Zoned::now())
     else {
         return;
@@ -179,7 +184,7 @@ fn insert_retry_not_before(r: &mut serde_json::Map<String, Value>, code: &str, t
     if let Some(Value::Object(rj)) = r.get_mut("resultJson") {
         rj.insert("retryNotBefore".into(), at.clone());
         rj.insert("transientRetryNotBefore".into(), at.clone());
-        if code == "provider_quota" {
+        if code == ErrorCode::ProviderQuota {
             rj.insert("providerQuotaRetryNotBefore".into(), at);
         }
     }
@@ -191,7 +196,7 @@ pub fn timed_out(timeout_sec: u64, t: &Transcript, run: &RunFacts) -> Value {
     r.insert("exitCode".into(), Value::Null);
     r.insert("signal".into(), Value::Null);
     r.insert("timedOut".into(), json!(true));
-    r.insert("errorCode".into(), json!("timeout"));
+    r.insert("errorCode".into(), json!(ErrorCode::Timeout));
     r.insert(
         "errorMessage".into(),
         json!(format!("Timed out after {timeout_sec}s")),
@@ -241,70 +246,63 @@ pub fn describe_end(end: &ContainerEnd) -> String {
     }
 }
 
-fn no_result_code(end: &ContainerEnd) -> &'static str {
+fn no_result_code(end: &ContainerEnd) -> ErrorCode {
     match (end.reason.as_deref(), end.exit_code) {
-        (Some("OOMKilled"), _) => "k8s_oom_killed",
-        (_, 0) => "claude_output_unparsed",
-        (_, 137) => "k8s_container_killed",
-        (_, 143) => "k8s_container_terminated",
-        _ => "claude_exit_nonzero",
+        (Some("OOMKilled"), _) => ErrorCode::OomKilled,
+        (_, 0) => ErrorCode::ClaudeOutputUnparsed,
+        (_, 137) => ErrorCode::ContainerKilled,
+        (_, 143) => ErrorCode::ContainerTerminated,
+        _ => ErrorCode::ClaudeExitNonzero,
     }
 }
 
-fn no_result_hint(code: &str, run: &RunFacts) -> Option<String> {
-    Some(match code {
-        "k8s_oom_killed" => format!(
+fn no_result_hint(code: ErrorCode, run: &RunFacts) -> Option<String> {
+    match code {
+        ErrorCode::OomKilled => Some(format!(
             "claude used more memory than its limit: raise adapterConfig resources.limits.memory (now {})",
             run.memory_limit
-        ),
-        "k8s_container_killed" => "the container was killed (SIGKILL) from outside: by the kubelet after a \
-                                   stop, the node's OOM killer, or an operator"
-            .to_owned(),
-        "k8s_container_terminated" => "the container was stopped (SIGTERM) from outside, e.g. its pod was \
-                                       deleted or the node drained"
-            .to_owned(),
-        "claude_auth_required" => "Claude is not logged in in the pod: set ANTHROPIC_API_KEY (or \
-                                   CLAUDE_CODE_OAUTH_TOKEN) in the Paperclip Deployment's env or in \
-                                   adapterConfig.env"
-            .to_owned(),
-        _ => return None,
-    })
+        )),
+        ErrorCode::ContainerKilled
+        | ErrorCode::ContainerTerminated
+        | ErrorCode::ClaudeAuthRequired => code.hint().map(str::to_owned),
+        _ => None,
+    }
 }
 
 /// claude_local's classification of a failed run with a result line: `(errorCode, errorFamily)`.
-pub fn classify_claude_failure(
-    t: &Transcript,
-    message: &str,
-) -> (&'static str, Option<&'static str>) {
+pub fn classify_claude_failure(t: &Transcript, message: &str) -> (ErrorCode, Option<&'static str>) {
     let status = t.api_error_status();
     let hay = format!("{message}\n{}", t.error_messages().join("\n")).to_lowercase();
     if requires_login(t) || matches!(status, Some(401)) || contains_any(&hay, AUTH_TOKEN_FAILURE) {
-        return ("claude_auth_required", None);
+        return (ErrorCode::ClaudeAuthRequired, None);
     }
     if contains_any(&hay, MODEL_NOT_FOUND) || (status == Some(404) && hay.contains("model")) {
-        return ("model_not_found", None);
+        return (ErrorCode::ModelNotFound, None);
     }
     if t.is_max_turns() {
-        return ("max_turns_exhausted", None);
+        return (ErrorCode::MaxTurnsExhausted, None);
     }
     if t.is_unknown_session_error() {
-        return ("claude_failed", None);
+        return (ErrorCode::ClaudeFailed, None);
     }
     if contains_any(&hay, PROVIDER_QUOTA)
         || crate::run::outcome::retry_hint::is_usage_limit_notice(&hay)
     {
-        return ("provider_quota", Some("provider_quota"));
+        return (ErrorCode::ProviderQuota, Some("provider_quota"));
     }
     if matches!(status, Some(429 | 503 | 529))
         || contains_any(&hay, TRANSIENT_UPSTREAM)
         || has_word(&hay, &["429", "503", "529"])
     {
-        return ("claude_transient_upstream", Some("transient_upstream"));
+        return (
+            ErrorCode::ClaudeTransientUpstream,
+            Some("transient_upstream"),
+        );
     }
     if t.is_refusal() {
-        return ("claude_refusal", Some("model_refusal"));
+        return (ErrorCode::ClaudeRefusal, Some("model_refusal"));
     }
-    ("claude_failed", None)
+    (ErrorCode::ClaudeFailed, None)
 }
 
 /// claude_local's login-prompt markers, over everything Claude printed that was not stream-json plus its

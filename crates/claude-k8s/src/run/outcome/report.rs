@@ -2,20 +2,20 @@
 
 use serde_json::{Value, json};
 
-use super::{ContainerEnd, RunFacts, finished, timed_out, with_last_lines};
+use super::{ContainerEnd, ErrorCode, RunFacts, finished, timed_out, with_last_lines};
 use crate::run::follow::Ending;
 use crate::run::follow::stream_json::Transcript;
 
 /// A run that failed around the agent: a code, words, and what to do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub hint: Option<String>,
 }
 
 impl Failure {
-    pub fn new(code: &'static str, message: String, hint: Option<&str>) -> Self {
+    pub fn new(code: ErrorCode, message: String, hint: Option<&str>) -> Self {
         Self {
             code,
             message,
@@ -25,12 +25,12 @@ impl Failure {
 }
 
 /// A failed result that never reached Claude.
-pub fn failure(code: &str, message: impl Into<String>) -> Value {
+pub fn failure(code: ErrorCode, message: impl Into<String>) -> Value {
     json!({"exitCode": null, "signal": null, "timedOut": false, "errorCode": code, "errorMessage": message.into()})
 }
 
 /// A failed result with a hint: the message ends with it, and `errorMeta.hint` carries it alone.
-pub fn failure_with_hint(code: &str, message: &str, hint: &str) -> Value {
+pub fn failure_with_hint(code: ErrorCode, message: &str, hint: &str) -> Value {
     let mut r = failure(code, format!("{message}. Hint: {hint}"));
     r["errorMeta"] = json!({"hint": hint});
     r
@@ -40,7 +40,7 @@ pub fn failure_with_hint(code: &str, message: &str, hint: &str) -> Value {
 pub fn cancelled(forced: bool, now: jiff::Timestamp) -> Value {
     json!({
         "exitCode": null, "signal": null, "timedOut": false,
-        "errorCode": "cancelled", "errorMessage": "Cancelled: the Job was deleted",
+        "errorCode": ErrorCode::Cancelled, "errorMessage": "Cancelled: the Job was deleted",
         "resultJson": {"executionCancellation": {"state": "acknowledged", "acknowledgedAt": now.to_string(), "forced": forced}}
     })
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::invocation::Invocation;
 use super::{RunManifests, RunPlanInput, plan};
 use crate::k8s::labels::RunIdentity;
-use crate::run::outcome::failure;
+use crate::run::outcome::{ErrorCode, failure};
 use crate::run::prepare::{Prepared, mcp};
 use crate::serve::protocol::ExecuteParams;
 
@@ -55,7 +55,7 @@ pub fn for_attempt(run: &Prepared, invocation: Invocation) -> Result<Planned, Va
         mcp_config: mcp_config.as_deref(),
     };
     let manifests = plan(&input, &run.config, &run.facts)
-        .map_err(|e| failure("k8s_plan_failed", e.to_string()))?;
+        .map_err(|e| failure(ErrorCode::PlanFailed, e.to_string()))?;
     Ok(Planned {
         invocation,
         identity,

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::k8s::clients::KubeCtx;
 use crate::run::Services;
-use crate::run::outcome::failure;
+use crate::run::outcome::{ErrorCode, failure};
 use crate::run::plan::invocation;
 use crate::serve::mask::Masker;
 use crate::serve::protocol::ExecuteParams;
@@ -60,18 +60,18 @@ pub async fn prepare<'a>(
     params: ExecuteParams,
     sink: &'a Sink,
 ) -> Result<Prepared<'a>, Value> {
-    let config =
-        AgentConfig::parse(&params.config).map_err(|e| failure("invalid_config", e.to_string()))?;
+    let config = AgentConfig::parse(&params.config)
+        .map_err(|e| failure(ErrorCode::InvalidConfig, e.to_string()))?;
     let kube = services
         .clients
         .get(config.kubeconfig.as_deref())
         .await
-        .map_err(|e| failure("k8s_client_unavailable", e.to_string()))?;
+        .map_err(|e| failure(ErrorCode::ClientUnavailable, e.to_string()))?;
     let facts = services
         .self_pod
         .facts(&kube)
         .await
-        .map_err(|e| failure("k8s_self_pod_unreadable", e.to_string()))?;
+        .map_err(|e| failure(ErrorCode::SelfPodUnreadable, e.to_string()))?;
     // Before anything of the agent is forwarded.
     sink.mask_secrets(Masker::new(secrets::known(&params, &config, &facts)));
     let namespace = namespace(&config, &facts, &kube);
@@ -83,8 +83,8 @@ pub async fn prepare<'a>(
     let (p, c) = (params.clone(), config.clone());
     let toolkit = match tokio::task::spawn_blocking(move || toolkit::prepare(&p, &c)).await {
         Ok(Ok(toolkit)) => toolkit,
-        Ok(Err(e)) => return Err(failure("prompt_bundle_failed", e.to_string())),
-        Err(e) => return Err(failure("prompt_bundle_failed", e.to_string())),
+        Ok(Err(e)) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),
+        Err(e) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),
     };
     for note in &toolkit.notes {
         sink.progress(note);

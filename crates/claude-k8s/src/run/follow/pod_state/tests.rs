@@ -87,14 +87,20 @@ fn image_problems_have_their_own_codes_name_the_image_and_give_a_hint() {
     )
     .failure
     .unwrap();
-    assert_eq!((f.code, f.after), ("k8s_image_invalid", Duration::ZERO));
+    assert_eq!(
+        (f.code.as_str(), f.after),
+        ("k8s_image_invalid", Duration::ZERO)
+    );
     let f = view(
         &waiting("claude", "x:1", "ErrImageNeverPull", "never pull"),
         &lim(),
     )
     .failure
     .unwrap();
-    assert_eq!((f.code, f.after), ("k8s_image_not_present", Duration::ZERO));
+    assert_eq!(
+        (f.code.as_str(), f.after),
+        ("k8s_image_not_present", Duration::ZERO)
+    );
     let f = view(
         &waiting("write-prompt", "busybox:nope", "ErrImagePull", "not found"),
         &lim(),
