@@ -282,7 +282,9 @@ start() { # name, command... (its own session, so it outlives the shell that sta
   shift
   rm -f "$STATE/$name.pid"
   # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$STATE/$name.pid" "$@" >"$STATE/$name.log" 2>&1 </dev/null &
+  # No descriptor beyond stdio is inherited: under `flock LOCK cluster.sh up` every daemon would keep the lock.
+  setsid bash -c 'echo $$ >"$0"; for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; exec "$@"' \
+    "$STATE/$name.pid" "$@" >"$STATE/$name.log" 2>&1 </dev/null &
   local i
   for i in $(seq 1 50); do [ -s "$STATE/$name.pid" ] && return 0; sleep 0.1; done
   die "$name did not start"
