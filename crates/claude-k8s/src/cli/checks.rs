@@ -18,6 +18,7 @@ use crate::run::prepare::config::AgentConfig;
 use crate::run::prepare::introspect::SelfPod;
 use crate::run::prepare::pod_facts::PodFacts;
 use crate::serve::protocol::TestEnvironmentParams;
+use crate::settings::Settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,10 +63,11 @@ impl Checks {
 pub async fn test_environment(
     clients: &Clients,
     self_pod: &SelfPod,
+    settings: &Settings,
     params: &TestEnvironmentParams,
 ) -> TestResult {
     let mut checks = Checks(Vec::new());
-    run_checks(clients, self_pod, params, &mut checks).await;
+    run_checks(clients, self_pod, settings, params, &mut checks).await;
     TestResult {
         adapter_type: "claude_k8s",
         status: overall_status(&checks.0),
@@ -89,6 +91,7 @@ pub fn overall_status(checks: &[Check]) -> &'static str {
 async fn run_checks(
     clients: &Clients,
     self_pod: &SelfPod,
+    settings: &Settings,
     params: &TestEnvironmentParams,
     out: &mut Checks,
 ) {
@@ -116,7 +119,7 @@ async fn run_checks(
             );
         }
     }
-    let facts = match self_pod.facts(&kube).await {
+    let facts = match self_pod.facts(&kube, settings).await {
         Ok(f) => {
             out.add(
                 "k8s_self_pod",

@@ -8,8 +8,14 @@ use crate::cli::checks::{self, Level};
 use crate::k8s::clients::Clients;
 use crate::run::prepare::introspect::SelfPod;
 use crate::serve::protocol::TestEnvironmentParams;
+use crate::settings::Settings;
 
-pub async fn run(kubeconfig: Option<String>, namespace: Option<String>, json: bool) -> ExitCode {
+pub async fn run(
+    settings: &Settings,
+    kubeconfig: Option<String>,
+    namespace: Option<String>,
+    json: bool,
+) -> ExitCode {
     let mut config = Map::new();
     if let Some(k) = kubeconfig {
         config.insert("kubeconfig".into(), Value::String(k));
@@ -22,7 +28,8 @@ pub async fn run(kubeconfig: Option<String>, namespace: Option<String>, json: bo
         config,
         ..Default::default()
     };
-    let result = checks::test_environment(&Clients::default(), &SelfPod::default(), &params).await;
+    let result =
+        checks::test_environment(&Clients::default(), &SelfPod::default(), settings, &params).await;
     if json {
         println!(
             "{}",

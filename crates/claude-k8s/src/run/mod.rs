@@ -19,7 +19,7 @@ use crate::serve::protocol::ExecuteParams;
 use crate::serve::sink::Sink;
 use claim::{Claim, Followed};
 use cleanup::PodsGone;
-use follow::{Ending, Timing};
+use follow::Ending;
 use launch::JobRef;
 use outcome::RunFacts;
 use plan::Planned;
@@ -35,6 +35,8 @@ pub struct Services {
     pub followed: Followed,
     /// Cleanups that run after their result was sent; a shutdown waits for them (bounded).
     pub cleanups: TaskTracker,
+    /// Read once when the process started.
+    pub settings: crate::settings::Settings,
 }
 
 /// Runs one execute and sends its result through `sink`. The result goes out as soon as it is known: what is
@@ -46,7 +48,6 @@ pub async fn execute(
     sink: &Sink,
     cancel: CancellationToken,
 ) {
-    let timing = Timing::from_env();
     // Prepare: config, cluster client, the Paperclip pod's facts, prompt bundle and MCP servers, resume decision.
     let run = match prepare::prepare(services, params, sink).await {
         Ok(run) => run,
@@ -64,7 +65,7 @@ pub async fn execute(
     };
     let mut retry = false;
     let (result, leftover) = loop {
-        let attempt = attempt(&run, &claim, &planned, retry, &timing, &cancel).await;
+        let attempt = attempt(&run, &claim, &planned, retry, &cancel).await;
         let resumed = planned.invocation.resume_session_id.is_some();
         if retry
             || !attempt
@@ -149,7 +150,6 @@ async fn attempt(
     claim: &Claim<'_>,
     planned: &Planned,
     retry: bool,
-    timing: &Timing,
     cancel: &CancellationToken,
 ) -> Attempt {
     run.sink.meta(launch::invocation_meta(
@@ -165,8 +165,8 @@ async fn attempt(
         Err(failed) => return Attempt::early(failed),
     };
     let limits = follow::Limits {
-        pod: timing.pod,
-        result_grace: timing.result_grace,
+        pod: run.settings.pod_limits(),
+        result_grace: run.settings.result_grace(),
         grace: std::time::Duration::from_secs(run.config.grace_sec),
         timeout: (run.config.timeout_sec > 0)
             .then(|| std::time::Duration::from_secs(run.config.timeout_sec)),
@@ -188,7 +188,7 @@ async fn attempt(
         &transcript,
         &facts,
         forced,
-        timing.result_grace.as_secs(),
+        run.settings.result_grace().as_secs(),
         run.config.timeout_sec,
         jiff::Timestamp::now(),
     );
@@ -216,5 +216,6 @@ fn run_facts(run: &Prepared, planned: &Planned, job: &JobRef, retry: bool) -> Ru
         memory_limit: run.config.resources.limits_memory.clone(),
         prompt_bundle_key: run.toolkit.bundle.as_ref().map(|b| b.key.clone()),
         mcp_server_identity: Some(run.toolkit.mcp_identity.clone()),
+        now: jiff::Zoned::now(),
     }
 }

@@ -29,7 +29,7 @@ type Registry = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
 /// Serves until `shutdown` or stdin EOF. In-flight runs are abandoned without touching their Jobs: a server
 /// shutdown is not a cancel, and the Jobs are adopted by the next run.
-pub async fn serve() -> std::io::Result<()> {
+pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
     let (tx, rx) = mpsc::unbounded_channel::<Message>();
     let writer = tokio::spawn(write_messages(rx));
     let _ = tx.send(Message::Hello {
@@ -37,7 +37,10 @@ pub async fn serve() -> std::io::Result<()> {
         version: env!("CARGO_PKG_VERSION"),
     });
 
-    let services = Arc::new(Services::default());
+    let services = Arc::new(Services {
+        settings,
+        ..Services::default()
+    });
     let registry: Registry = Arc::default();
     let mut lines = FramedRead::new(
         tokio::io::stdin(),
@@ -149,6 +152,7 @@ fn dispatch(
                 let result = crate::cli::checks::test_environment(
                     &services.clients,
                     &services.self_pod,
+                    &services.settings,
                     &params,
                 )
                 .await;

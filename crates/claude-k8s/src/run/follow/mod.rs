@@ -8,8 +8,6 @@ pub mod machine;
 pub mod pod_state;
 pub mod stream_json;
 
-use std::time::Duration;
-
 use futures::{Stream, StreamExt, future, stream};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -25,27 +23,6 @@ use crate::run::prepare::Prepared;
 use machine::{Action, Follow, Input};
 pub use machine::{Ending, Limits};
 use stream_json::Transcript;
-
-/// How long claude may take to exit after its final `result` line before it is stopped (claude_local's
-/// `terminalResultCleanupGraceMs` is 5 s; a pod also flushes its log). `CLAUDE_K8S_RESULT_GRACE_SEC` overrides.
-const RESULT_GRACE: Duration = Duration::from_secs(10);
-
-/// The time limits of a run, from the serve process's environment (see docs/protocol.md).
-#[derive(Debug, Clone, Copy)]
-pub struct Timing {
-    pub pod: pod_state::Limits,
-    pub result_grace: Duration,
-}
-
-impl Timing {
-    pub fn from_env() -> Self {
-        Self {
-            pod: pod_state::Limits::from_env(),
-            result_grace: pod_state::env_secs("CLAUDE_K8S_RESULT_GRACE_SEC")
-                .unwrap_or(RESULT_GRACE),
-        }
-    }
-}
 
 /// The pod watch (the Job's own pods, by uid) and the Job watch of one run, as the machine's inputs.
 pub fn watch_run(
@@ -133,6 +110,7 @@ pub async fn follow(
                         pod,
                         tx,
                         log_end_rx.clone(),
+                        run.settings.log_silence(),
                     )));
                 }
                 Action::EndLog => {

@@ -42,7 +42,7 @@ pub const PENDING_TIMEOUT: Duration = Duration::from_secs(600);
 /// admission policy make it fail over and over, visible only in the Job's events).
 pub const POD_CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long start-up problems may last. Read from the serve process's environment (`CLAUDE_K8S_START_GRACE_SEC`,
+/// How long start-up problems may last (the serve process's settings: `CLAUDE_K8S_START_GRACE_SEC`,
 /// `CLAUDE_K8S_PENDING_TIMEOUT_SEC`, `CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC`), else the defaults above.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
@@ -59,29 +59,6 @@ impl Default for Limits {
             pod_create_timeout: POD_CREATE_TIMEOUT,
         }
     }
-}
-
-impl Limits {
-    pub fn from_env() -> Self {
-        let d = Self::default();
-        Self {
-            start_grace: env_secs("CLAUDE_K8S_START_GRACE_SEC").unwrap_or(d.start_grace),
-            pending_timeout: env_secs("CLAUDE_K8S_PENDING_TIMEOUT_SEC")
-                .unwrap_or(d.pending_timeout),
-            pod_create_timeout: env_secs("CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC")
-                .unwrap_or(d.pod_create_timeout),
-        }
-    }
-}
-
-/// A whole number of seconds from the environment; unset, empty or malformed means none.
-pub fn env_secs(name: &str) -> Option<Duration> {
-    std::env::var(name)
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
 }
 
 pub fn view(pod: &Pod, limits: &Limits) -> PodView {

@@ -43,6 +43,8 @@ pub struct RunFacts {
     /// resume on them (claude_local's `promptBundleKey`, `mcpServerIdentity`).
     pub prompt_bundle_key: Option<String>,
     pub mcp_server_identity: Option<String>,
+    /// When the run ended, in the server's time zone (a usage limit's reset time is read against it).
+    pub now: jiff::Zoned,
 }
 
 impl RunFacts {
@@ -160,6 +162,7 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
                 &mut r,
                 code,
                 &format!("{message}\n{}", t.error_messages().join("\n")),
+                &run.now,
             );
         }
     } else if t.is_refusal() {
@@ -174,9 +177,13 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
 }
 
 /// claude_local's `retryNotBefore` (top level and in resultJson) when Claude named the time its limit resets.
-fn insert_retry_not_before(r: &mut serde_json::Map<String, Value>, code: ErrorCode, text: &str) {
-    let Some(at) = crate::run::outcome::retry_hint::retry_not_before(text, &jiff::Zoned::now())
-    else {
+fn insert_retry_not_before(
+    r: &mut serde_json::Map<String, Value>,
+    code: ErrorCode,
+    text: &str,
+    now: &jiff::Zoned,
+) {
+    let Some(at) = crate::run::outcome::retry_hint::retry_not_before(text, now) else {
         return;
     };
     let at = json!(at.to_string());

@@ -11,6 +11,7 @@ fn facts() -> RunFacts {
         cwd: "/paperclip/w".into(),
         has_api_key: true,
         memory_limit: "8Gi".into(),
+        now: jiff::Zoned::now(),
         ..Default::default()
     }
 }

@@ -23,6 +23,7 @@ use crate::run::plan::invocation;
 use crate::serve::mask::Masker;
 use crate::serve::protocol::ExecuteParams;
 use crate::serve::sink::Sink;
+use crate::settings::Settings;
 use config::AgentConfig;
 use pod_facts::PodFacts;
 use toolkit::Toolkit;
@@ -40,6 +41,7 @@ pub struct Prepared<'a> {
     pub resume: Option<String>,
     /// Where the session records live (see [`session_record`]).
     pub sessions: PathBuf,
+    pub settings: Settings,
     pub sink: &'a Sink,
 }
 
@@ -69,7 +71,7 @@ pub async fn prepare<'a>(
         .map_err(|e| failure(ErrorCode::ClientUnavailable, e.to_string()))?;
     let facts = services
         .self_pod
-        .facts(&kube)
+        .facts(&kube, &services.settings)
         .await
         .map_err(|e| failure(ErrorCode::SelfPodUnreadable, e.to_string()))?;
     // Before anything of the agent is forwarded.
@@ -102,6 +104,7 @@ pub async fn prepare<'a>(
         toolkit,
         resume,
         sessions,
+        settings: services.settings.clone(),
         sink,
     })
 }
