@@ -109,14 +109,15 @@ fn label(job: &Job, key: &str) -> Option<String> {
 
 /// Whether the Job reached a terminal condition.
 pub fn is_finished(job: &Job) -> bool {
+    has_condition(job, "Complete") || has_condition(job, "Failed")
+}
+
+/// Whether the Job has condition `type_` with status True.
+pub fn has_condition(job: &Job, type_: &str) -> bool {
     job.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conds| {
-            conds
-                .iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
+        .is_some_and(|conds| conds.iter().any(|c| c.type_ == type_ && c.status == "True"))
 }
 
 /// Whether an existing Lease still holds the agent, from its holder Job (absent if not found). Pure.

@@ -130,13 +130,9 @@ impl<'a> Claim<'a> {
 
     /// One Job per agent, first from the agent's Jobs ([`guard::decide`]: adopt, block or clear). Fails closed.
     async fn check(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Value> {
-        let selector = labels::selector(&[
-            (labels::AGENT_ID, &labels::label_value(&run.params.agent.id)),
-            (labels::ADAPTER_TYPE, labels::ADAPTER_TYPE_VALUE),
-        ]);
         let jobs = run
             .api::<Job>()
-            .list(&ListParams::default().labels(&selector))
+            .list(&ListParams::default().labels_from(&labels::of_agent(&run.params.agent.id)))
             .await
             .map_err(|e| {
                 failure(

@@ -208,7 +208,10 @@ pub fn resumable_session(
         return Ok(Some(id));
     };
     let saved_str = |k: &str| saved.get(k).and_then(Value::as_str).unwrap_or("").trim();
-    let saved_key = saved_str("promptBundleKey");
+    // claude_local's codec also reads the snake_case spelling.
+    let saved_key = Some(saved_str("promptBundleKey"))
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| saved_str("prompt_bundle_key"));
     if let Some(bundle) = &caps.bundle
         && !saved_key.is_empty()
         && saved_key != bundle.key
@@ -336,15 +339,24 @@ fn pod_api_url(
     (server, note)
 }
 
+/// Whether the URL's host is `localhost` or a loopback address (`127.0.0.0/8`, `[::1]`).
 pub fn is_loopback_url(url: &str) -> bool {
-    let host = url
-        .split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .split(['/', ':'])
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
         .next()
-        .unwrap_or("");
-    host == "localhost" || host.starts_with("127.") || host == "[" || url.contains("://[::1]")
+        .unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:3100`.
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Claude Code's own rule: `CLAUDE_CODE_USE_BEDROCK` truthy (`1`, `true`, `yes`, `on`, any case), or a Bedrock

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+pub use crate::k8s::labels::{is_label_key, is_label_value};
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("invalid adapterConfig field `{field}`: {message}")]
 pub struct ConfigError {
@@ -356,38 +358,6 @@ impl Fields<'_> {
             Some(_) => Err(invalid(key, expected)),
         }
     }
-}
-
-/// A label value: empty, or at most 63 of `[A-Za-z0-9_.-]`, starting and ending alphanumeric.
-pub fn is_label_value(v: &str) -> bool {
-    v.is_empty()
-        || (v.len() <= 63
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
-}
-
-/// A label key: an optional DNS-subdomain prefix and `/`, then a non-empty label value of at most 63 characters.
-pub fn is_label_key(k: &str) -> bool {
-    let (prefix, name) = match k.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, k),
-    };
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|part| {
-                !part.is_empty()
-                    && part.len() <= 63
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && part.starts_with(|c: char| c.is_ascii_alphanumeric())
-                    && part.ends_with(|c: char| c.is_ascii_alphanumeric())
-            })
-    });
-    prefix_ok && !name.is_empty() && is_label_value(name)
 }
 
 /// A Kubernetes resource quantity: a decimal number with an optional binary, decimal or exponent suffix.

@@ -311,3 +311,27 @@ fn explicit_cwd_beats_agent_home_but_not_a_project_workspace() {
         "/paperclip"
     );
 }
+
+#[test]
+fn loopback_urls_are_recognised_by_their_parsed_host() {
+    for url in [
+        "http://127.0.0.1:3100",
+        "http://127.8.9.10/api",
+        "http://localhost:3100",
+        "http://LOCALHOST",
+        "http://[::1]:3100/api",
+        "http://user@127.0.0.1",
+        "127.0.0.1:3100",
+    ] {
+        assert!(is_loopback_url(url), "{url}");
+    }
+    for url in [
+        "http://paperclip.paperclip.svc:3100",
+        "http://10.0.0.1:3100",
+        "http://[fd00::1]:3100",
+        "http://127.example.com",
+        "http://[",
+    ] {
+        assert!(!is_loopback_url(url), "{url}");
+    }
+}
