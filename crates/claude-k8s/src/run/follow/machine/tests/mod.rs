@@ -80,20 +80,19 @@ impl Run {
     }
 
     fn progress(&self) -> Vec<&str> {
-        self.actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Progress(p) => Some(p.as_str()),
-                _ => None,
-            })
-            .collect()
+        self.texts(true)
     }
 
     fn warnings(&self) -> Vec<&str> {
+        self.texts(false)
+    }
+
+    /// The progress lines (or the warnings) the run printed.
+    fn texts(&self, progress: bool) -> Vec<&str> {
         self.actions
             .iter()
-            .filter_map(|a| match a {
-                Action::Warn(w) => Some(w.as_str()),
+            .filter_map(|a| match (a, progress) {
+                (Action::Progress(t), true) | (Action::Warn(t), false) => Some(t.as_str()),
                 _ => None,
             })
             .collect()
