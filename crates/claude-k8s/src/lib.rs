@@ -11,6 +11,7 @@ pub mod cli;
 pub mod k8s;
 pub mod run;
 pub mod serve;
+pub mod settings;
 pub mod telemetry;
 
 // Stable paths for the cluster test suites.

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Serve => match claude_k8s::serve::serve().await {
+            Command::Serve => match claude_k8s::serve::serve(cli.settings).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("claude-k8s serve: {e}");
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
                 kubeconfig,
                 namespace,
                 json,
-            } => claude_k8s::cli::doctor::run(kubeconfig, namespace, json).await,
+            } => claude_k8s::cli::doctor::run(&cli.settings, kubeconfig, namespace, json).await,
             Command::Jobs {
                 kubeconfig,
                 namespace,

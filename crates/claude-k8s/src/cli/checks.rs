@@ -9,12 +9,16 @@ use kube::Api;
 use kube::api::PostParams;
 use serde::Serialize;
 
+pub use super::permissions::{PERMISSIONS, Permission};
+use crate::k8s::clients::Clients;
 use crate::k8s::clients::KubeCtx;
-use crate::run::Services;
+use crate::k8s::errors::{is_not_found, status};
 use crate::run::plan::invocation::is_loopback_url;
 use crate::run::prepare::config::AgentConfig;
+use crate::run::prepare::introspect::SelfPod;
 use crate::run::prepare::pod_facts::PodFacts;
 use crate::serve::protocol::TestEnvironmentParams;
+use crate::settings::Settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,184 +46,6 @@ pub struct TestResult {
     pub tested_at: String,
 }
 
-/// One permission the adapter uses, as a Role rule would grant it.
-pub struct Permission {
-    pub group: &'static str,
-    pub resource: &'static str,
-    pub subresource: &'static str,
-    pub verb: &'static str,
-    pub why: &'static str,
-}
-
-/// Every permission a run needs in the Jobs' namespace (deploy/role.yaml grants exactly these).
-pub const PERMISSIONS: &[Permission] = &[
-    Permission {
-        group: "batch",
-        resource: "jobs",
-        subresource: "",
-        verb: "create",
-        why: "launch a run",
-    },
-    Permission {
-        group: "batch",
-        resource: "jobs",
-        subresource: "",
-        verb: "get",
-        why: "follow a run",
-    },
-    Permission {
-        group: "batch",
-        resource: "jobs",
-        subresource: "",
-        verb: "list",
-        why: "one Job per agent",
-    },
-    Permission {
-        group: "batch",
-        resource: "jobs",
-        subresource: "",
-        verb: "watch",
-        why: "follow a run without polling",
-    },
-    Permission {
-        group: "batch",
-        resource: "jobs",
-        subresource: "",
-        verb: "delete",
-        why: "cleanup and cancel",
-    },
-    Permission {
-        group: "batch",
-        resource: "jobs",
-        subresource: "",
-        verb: "patch",
-        why: "mark a retained Job's result as reported",
-    },
-    Permission {
-        group: "",
-        resource: "pods",
-        subresource: "",
-        verb: "get",
-        why: "self-introspection",
-    },
-    Permission {
-        group: "",
-        resource: "pods",
-        subresource: "",
-        verb: "list",
-        why: "find the run's pod",
-    },
-    Permission {
-        group: "",
-        resource: "pods",
-        subresource: "",
-        verb: "watch",
-        why: "follow the pod's status",
-    },
-    Permission {
-        group: "",
-        resource: "pods",
-        subresource: "",
-        verb: "delete",
-        why: "force-stop a pod that outlives its grace period",
-    },
-    Permission {
-        group: "",
-        resource: "pods",
-        subresource: "log",
-        verb: "get",
-        why: "stream the transcript",
-    },
-    Permission {
-        group: "",
-        resource: "secrets",
-        subresource: "",
-        verb: "create",
-        why: "the run Secret (prompt, run token)",
-    },
-    Permission {
-        group: "",
-        resource: "secrets",
-        subresource: "",
-        verb: "patch",
-        why: "make the Job own its run Secret",
-    },
-    Permission {
-        group: "",
-        resource: "secrets",
-        subresource: "",
-        verb: "delete",
-        why: "remove the run Secret",
-    },
-    Permission {
-        group: "coordination.k8s.io",
-        resource: "leases",
-        subresource: "",
-        verb: "get",
-        why: "one Job per agent: read the agent's Lease",
-    },
-    Permission {
-        group: "coordination.k8s.io",
-        resource: "leases",
-        subresource: "",
-        verb: "create",
-        why: "one Job per agent: take the agent's Lease",
-    },
-    Permission {
-        group: "coordination.k8s.io",
-        resource: "leases",
-        subresource: "",
-        verb: "update",
-        why: "one Job per agent: take over a stale Lease",
-    },
-    Permission {
-        group: "coordination.k8s.io",
-        resource: "leases",
-        subresource: "",
-        verb: "delete",
-        why: "one Job per agent: release the agent's Lease",
-    },
-    Permission {
-        group: "",
-        resource: "events",
-        subresource: "",
-        verb: "list",
-        why: "name the cause of a failed start (FailedCreate, FailedMount)",
-    },
-    Permission {
-        group: "",
-        resource: "persistentvolumeclaims",
-        subresource: "",
-        verb: "get",
-        why: "check the shared PVC",
-    },
-];
-
-impl Permission {
-    /// The check's code, e.g. `k8s_rbac_pods_log_get`.
-    pub fn code(&self) -> String {
-        let res = if self.subresource.is_empty() {
-            self.resource.to_owned()
-        } else {
-            format!("{}_{}", self.resource, self.subresource)
-        };
-        format!("k8s_rbac_{}_{}", res.trim_end_matches('s'), self.verb)
-    }
-
-    /// The Role rule that grants it, as the fix names it.
-    pub fn rule(&self) -> String {
-        let res = if self.subresource.is_empty() {
-            self.resource.to_owned()
-        } else {
-            format!("{}/{}", self.resource, self.subresource)
-        };
-        format!(
-            "- apiGroups: [\"{}\"]  resources: [\"{res}\"]  verbs: [\"{}\"]",
-            self.group, self.verb
-        )
-    }
-}
-
 struct Checks(Vec<Check>);
 
 impl Checks {
@@ -233,9 +59,15 @@ impl Checks {
     }
 }
 
-pub async fn test_environment(services: &Services, params: &TestEnvironmentParams) -> TestResult {
+/// Runs every check with the serve process's clients and self-introspection (or a CLI command's own).
+pub async fn test_environment(
+    clients: &Clients,
+    self_pod: &SelfPod,
+    settings: &Settings,
+    params: &TestEnvironmentParams,
+) -> TestResult {
     let mut checks = Checks(Vec::new());
-    run_checks(services, params, &mut checks).await;
+    run_checks(clients, self_pod, settings, params, &mut checks).await;
     TestResult {
         adapter_type: "claude_k8s",
         status: overall_status(&checks.0),
@@ -256,12 +88,18 @@ pub fn overall_status(checks: &[Check]) -> &'static str {
     }
 }
 
-async fn run_checks(services: &Services, params: &TestEnvironmentParams, out: &mut Checks) {
+async fn run_checks(
+    clients: &Clients,
+    self_pod: &SelfPod,
+    settings: &Settings,
+    params: &TestEnvironmentParams,
+    out: &mut Checks,
+) {
     let config = match AgentConfig::parse(&params.config) {
         Ok(c) => c,
         Err(e) => return out.add("invalid_config", Level::Error, e.to_string(), None),
     };
-    let kube = match services.clients.get(config.kubeconfig.as_deref()).await {
+    let kube = match clients.get(config.kubeconfig.as_deref()).await {
         Ok(k) => k,
         Err(e) => return out.add("k8s_api_unreachable", Level::Error, e.to_string(), None),
     };
@@ -281,7 +119,7 @@ async fn run_checks(services: &Services, params: &TestEnvironmentParams, out: &m
             );
         }
     }
-    let facts = match services.self_pod.facts(&kube).await {
+    let facts = match self_pod.facts(&kube, settings).await {
         Ok(f) => {
             out.add(
                 "k8s_self_pod",
@@ -296,11 +134,7 @@ async fn run_checks(services: &Services, params: &TestEnvironmentParams, out: &m
             PodFacts::default()
         }
     };
-    let namespace = config
-        .namespace
-        .clone()
-        .or_else(|| (!facts.namespace.is_empty()).then(|| facts.namespace.clone()))
-        .unwrap_or_else(|| kube.default_namespace.clone());
+    let namespace = crate::run::prepare::namespace(&config, &facts, &kube);
     check_namespace(&kube, &namespace, config.namespace.is_some(), out).await;
     check_inherited_references(&namespace, &facts, out);
     check_permissions(&kube, &namespace, out).await;
@@ -321,13 +155,13 @@ async fn check_namespace(kube: &KubeCtx, namespace: &str, explicit: bool, out: &
             format!("namespace {namespace} exists"),
             None,
         ),
-        Err(kube::Error::Api(s)) if s.code == 404 => out.add(
+        Err(e) if is_not_found(&e) => out.add(
             "k8s_namespace_missing",
             Level::Error,
             format!("namespace {namespace} does not exist"),
             Some("create it, or set adapterConfig.namespace to an existing one".into()),
         ),
-        Err(kube::Error::Api(s)) if s.code == 403 => out.add(
+        Err(e) if status(&e) == Some(403) => out.add(
             "k8s_namespace_unverified",
             if explicit { Level::Warn } else { Level::Info },
             format!(
@@ -486,7 +320,7 @@ async fn check_pvc(kube: &KubeCtx, namespace: &str, facts: &PodFacts, out: &mut 
                 );
             }
         }
-        Err(kube::Error::Api(s)) if s.code == 404 => out.add(
+        Err(e) if is_not_found(&e) => out.add(
             "k8s_pvc_missing",
             Level::Error,
             format!("PVC {claim} does not exist in namespace {namespace}"),
@@ -607,243 +441,4 @@ fn check_api_url(config: &AgentConfig, facts: &PodFacts, out: &mut Checks) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::{Value, json};
-
-    #[test]
-    fn permission_codes_and_rules_name_the_fix() {
-        let log = PERMISSIONS.iter().find(|p| p.subresource == "log").unwrap();
-        assert_eq!(log.code(), "k8s_rbac_pods_log_get");
-        assert_eq!(
-            log.rule(),
-            "- apiGroups: [\"\"]  resources: [\"pods/log\"]  verbs: [\"get\"]"
-        );
-        let create = &PERMISSIONS[0];
-        assert_eq!(create.code(), "k8s_rbac_job_create");
-        let codes: std::collections::BTreeSet<String> =
-            PERMISSIONS.iter().map(Permission::code).collect();
-        assert_eq!(
-            codes.len(),
-            PERMISSIONS.len(),
-            "one distinct code per permission"
-        );
-    }
-
-    /// The flow-style lists of deploy/role.yaml (`key: ["a", "b"]`), one rule per `- apiGroups:` item.
-    fn role_yaml_rules() -> Vec<(String, Vec<String>, Vec<String>)> {
-        let text = include_str!("../../../../deploy/role.yaml");
-        let list = |line: &str| -> Vec<String> {
-            let inner = line
-                .split_once('[')
-                .and_then(|(_, rest)| rest.rsplit_once(']'))
-                .map(|(inner, _)| inner)
-                .unwrap_or_else(|| panic!("not a flow list: {line}"));
-            inner
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.trim_matches('"').to_owned())
-                .collect()
-        };
-        let mut rules = Vec::new();
-        let mut group = None;
-        let mut resources = None;
-        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
-            let t = line.trim_start_matches(['-', ' ']);
-            if let Some(v) = t.strip_prefix("apiGroups:") {
-                let groups = list(v);
-                assert_eq!(groups.len(), 1, "one API group per rule: {line}");
-                group = Some(groups[0].clone());
-            } else if let Some(v) = t.strip_prefix("resources:") {
-                resources = Some(list(v));
-            } else if let Some(v) = t.strip_prefix("verbs:") {
-                rules.push((
-                    group.take().expect("apiGroups before verbs"),
-                    resources.take().expect("resources before verbs"),
-                    list(v),
-                ));
-            }
-        }
-        rules
-    }
-
-    #[test]
-    fn deploy_role_grants_exactly_the_checked_permissions() {
-        let mut granted = std::collections::BTreeSet::new();
-        for (group, resources, verbs) in role_yaml_rules() {
-            // Cluster-scoped: a Role cannot grant it (documented there); checked implicitly, since every
-            // permission check is a SelfSubjectAccessReview and fails with that hint when it is not allowed.
-            if resources == ["selfsubjectaccessreviews"] {
-                assert_eq!(
-                    (group.as_str(), verbs.as_slice()),
-                    ("authorization.k8s.io", &["create".to_owned()][..])
-                );
-                continue;
-            }
-            for r in &resources {
-                for v in &verbs {
-                    assert!(
-                        granted.insert((group.clone(), r.clone(), v.clone())),
-                        "deploy/role.yaml grants {group}/{r} {v} twice"
-                    );
-                }
-            }
-        }
-        let checked: std::collections::BTreeSet<_> = PERMISSIONS
-            .iter()
-            .map(|p| {
-                let r = if p.subresource.is_empty() {
-                    p.resource.to_owned()
-                } else {
-                    format!("{}/{}", p.resource, p.subresource)
-                };
-                (p.group.to_owned(), r, p.verb.to_owned())
-            })
-            .collect();
-        assert_eq!(checked.len(), PERMISSIONS.len());
-        assert_eq!(
-            granted, checked,
-            "deploy/role.yaml and checks::PERMISSIONS must agree exactly"
-        );
-    }
-
-    #[test]
-    fn each_missing_permission_names_a_rule_that_is_in_deploy_role() {
-        let rules = role_yaml_rules();
-        for p in PERMISSIONS {
-            let rule = p.rule();
-            let res = rule
-                .split("resources: [\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            assert!(
-                rules.iter().any(|(g, rs, vs)| g == p.group
-                    && rs.iter().any(|r| r == res)
-                    && vs.iter().any(|v| v == p.verb)),
-                "{rule} is not granted by deploy/role.yaml"
-            );
-        }
-    }
-
-    fn facts_with_env(env: Value) -> PodFacts {
-        PodFacts {
-            namespace: "paperclip".into(),
-            env: serde_json::from_value(env).unwrap(),
-            ..Default::default()
-        }
-    }
-
-    fn credentials(config: Value, facts: &PodFacts) -> Check {
-        let config = AgentConfig::parse(config.as_object().unwrap()).unwrap();
-        let mut out = Checks(Vec::new());
-        check_credentials(&config, facts, &mut out);
-        assert_eq!(out.0.len(), 1);
-        out.0.remove(0)
-    }
-
-    #[test]
-    fn credentials_check_anthropic_and_bedrock() {
-        let key = facts_with_env(json!([{"name": "ANTHROPIC_API_KEY",
-            "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]));
-        let c = credentials(json!({}), &key);
-        assert_eq!(
-            (c.code.as_str(), c.level),
-            ("claude_api_key_present", Level::Info)
-        );
-        let c = credentials(json!({}), &PodFacts::default());
-        assert_eq!(
-            (c.code.as_str(), c.level),
-            ("claude_api_key_missing", Level::Error)
-        );
-        assert!(c.hint.unwrap().contains("ANTHROPIC_API_KEY"));
-        let c = credentials(
-            json!({"env": {"ANTHROPIC_API_KEY": "sk"}}),
-            &PodFacts::default(),
-        );
-        assert_eq!(c.level, Level::Info);
-        let bedrock = facts_with_env(json!([{"name": "CLAUDE_CODE_USE_BEDROCK", "value": "1"},
-            {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "aws", "key": "id"}}}]));
-        let c = credentials(json!({}), &bedrock);
-        assert_eq!(
-            (c.code.as_str(), c.level),
-            ("claude_bedrock_auth", Level::Info)
-        );
-        let c = credentials(json!({"env": {"CLAUDE_CODE_USE_BEDROCK": "1"}}), &key);
-        assert_eq!(
-            (c.code.as_str(), c.level),
-            ("claude_bedrock_credentials_missing", Level::Warn),
-            "an Anthropic key does not authenticate Bedrock"
-        );
-        assert!(c.hint.unwrap().contains("AWS_ACCESS_KEY_ID"));
-    }
-
-    #[test]
-    fn another_namespace_names_the_inherited_objects_to_copy() {
-        let facts = facts_with_env(json!([{"name": "ANTHROPIC_API_KEY",
-            "valueFrom": {"secretKeyRef": {"name": "paperclip-secrets", "key": "k"}}}]));
-        let mut out = Checks(Vec::new());
-        check_inherited_references("paperclip", &facts, &mut out);
-        assert!(out.0.is_empty(), "same namespace: nothing to copy");
-        check_inherited_references("agents", &facts, &mut out);
-        assert_eq!(out.0.len(), 1);
-        let c = &out.0[0];
-        assert_eq!(c.level, Level::Warn);
-        assert!(
-            c.message.contains("Secrets paperclip-secrets"),
-            "{}",
-            c.message
-        );
-        assert!(
-            c.hint
-                .as_ref()
-                .unwrap()
-                .contains("copy them into namespace agents")
-        );
-    }
-
-    #[test]
-    fn an_evaluation_error_or_a_missing_status_counts_as_denied() {
-        let status = |v: Value| serde_json::from_value(v).unwrap();
-        assert!(review_allows(Some(&status(json!({"allowed": true})))));
-        assert!(review_allows(Some(&status(
-            json!({"allowed": true, "evaluationError": ""})
-        ))));
-        assert!(!review_allows(Some(&status(json!({"allowed": false})))));
-        assert!(!review_allows(Some(&status(
-            json!({"allowed": true, "evaluationError": "role.rbac.authorization.k8s.io \"x\" not found"})
-        ))));
-        assert!(!review_allows(None));
-    }
-
-    fn check(level: Level) -> Check {
-        Check {
-            code: "c".into(),
-            level,
-            message: String::new(),
-            hint: None,
-        }
-    }
-
-    #[test]
-    fn status_is_fail_on_any_error_else_warn_on_any_warning_else_pass() {
-        use Level::*;
-        assert_eq!(overall_status(&[]), "pass");
-        assert_eq!(overall_status(&[check(Info), check(Info)]), "pass");
-        assert_eq!(overall_status(&[check(Info), check(Warn)]), "warn");
-        assert_eq!(
-            overall_status(&[check(Warn), check(Error), check(Info)]),
-            "fail"
-        );
-        // The serialized levels are Paperclip's: info, warn, error.
-        assert_eq!(
-            serde_json::to_value(check(Error)).unwrap()["level"],
-            "error"
-        );
-        assert_eq!(serde_json::to_value(check(Warn)).unwrap()["level"], "warn");
-        assert_eq!(serde_json::to_value(check(Info)).unwrap()["level"], "info");
-    }
-}
+mod tests;

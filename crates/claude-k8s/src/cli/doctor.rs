@@ -5,10 +5,17 @@ use std::process::ExitCode;
 use serde_json::{Map, Value};
 
 use crate::cli::checks::{self, Level};
-use crate::run::Services;
+use crate::k8s::clients::Clients;
+use crate::run::prepare::introspect::SelfPod;
 use crate::serve::protocol::TestEnvironmentParams;
+use crate::settings::Settings;
 
-pub async fn run(kubeconfig: Option<String>, namespace: Option<String>, json: bool) -> ExitCode {
+pub async fn run(
+    settings: &Settings,
+    kubeconfig: Option<String>,
+    namespace: Option<String>,
+    json: bool,
+) -> ExitCode {
     let mut config = Map::new();
     if let Some(k) = kubeconfig {
         config.insert("kubeconfig".into(), Value::String(k));
@@ -21,7 +28,8 @@ pub async fn run(kubeconfig: Option<String>, namespace: Option<String>, json: bo
         config,
         ..Default::default()
     };
-    let result = checks::test_environment(&Services::default(), &params).await;
+    let result =
+        checks::test_environment(&Clients::default(), &SelfPod::default(), settings, &params).await;
     if json {
         println!(
             "{}",

@@ -3,6 +3,7 @@
 pub mod checks;
 pub mod doctor;
 pub mod ops;
+pub mod permissions;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +14,9 @@ use clap::{Parser, Subcommand};
     about = "Runs Paperclip's Claude Code agent heartbeats as Kubernetes Jobs"
 )]
 pub struct Cli {
+    /// Timing knobs and the pod to introspect, from the environment.
+    #[command(flatten)]
+    pub settings: crate::settings::Settings,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -23,28 +23,17 @@ async fn connect(kubeconfig: Option<&str>) -> Result<KubeCtx, ExitCode> {
 }
 
 fn managed() -> ListParams {
-    ListParams::default().labels(&labels::selector(&[
-        (labels::MANAGED_BY, labels::MANAGED_BY_VALUE),
-        (labels::ADAPTER_TYPE, labels::ADAPTER_TYPE_VALUE),
-    ]))
+    ListParams::default().labels_from(&labels::managed())
 }
 
 fn state(job: &Job) -> &'static str {
-    let status = job.status.clone().unwrap_or_default();
-    let cond = |t: &str| {
-        status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == t && c.status == "True")
-    };
     if job.metadata.deletion_timestamp.is_some() {
         "Deleting"
-    } else if cond("Complete") {
+    } else if guard::has_condition(job, "Complete") {
         "Complete"
-    } else if cond("Failed") {
+    } else if guard::has_condition(job, "Failed") {
         "Failed"
-    } else if status.active.unwrap_or(0) > 0 {
+    } else if job.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0 {
         "Running"
     } else {
         "Pending"

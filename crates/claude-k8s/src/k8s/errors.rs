@@ -84,6 +84,23 @@ pub fn status(e: &kube::Error) -> Option<u16> {
     }
 }
 
+/// "cannot <what>: <the server's words>", naming the Role when the answer was 403.
+pub fn api_error(what: &str, e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "cannot {what}: {} (the adapter's service account lacks a permission; see deploy/role.yaml)",
+            s.message
+        ),
+        kube::Error::Api(s) => format!("cannot {what}: {} ({} {})", s.message, s.code, s.reason),
+        other => format!("cannot {what}: {other}"),
+    }
+}
+
+/// Whether the API server answered 404 Not Found.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    status(e) == Some(404)
+}
+
 pub fn short(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),

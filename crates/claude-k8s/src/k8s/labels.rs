@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use kube::core::Selector;
 use sha2::{Digest, Sha256};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -19,6 +20,8 @@ pub const SESSION_ID: &str = "paperclip.io/session-id";
 pub const ADAPTER_TYPE: &str = "paperclip.io/adapter-type";
 pub const ADAPTER_TYPE_VALUE: &str = "claude_k8s";
 pub const AGENT_NAME_ANNOTATION: &str = "paperclip.io/agent-name";
+/// Annotation set on a retained Job once its result was reported, so it is never adopted again.
+pub const RESULT_REPORTED: &str = "paperclip.io/result-reported-by";
 
 /// The label the Job controller puts on a Job's pods (1.20 has no `batch.kubernetes.io/job-name`).
 pub const JOB_NAME: &str = "job-name";
@@ -129,25 +132,52 @@ pub fn user_labels(extra: &BTreeMap<String, String>) -> BTreeMap<String, String>
         .collect()
 }
 
-fn is_label_key(key: &str) -> bool {
-    let name = key.rsplit_once('/').map_or(key, |(_, n)| n);
-    !name.is_empty()
-        && name.len() <= 63
-        && key.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+/// A label value: empty, or at most 63 of `[A-Za-z0-9_.-]`, starting and ending alphanumeric.
+pub fn is_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v.len() <= 63
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
-/// `key=value,key=value` for a list call.
-pub fn selector(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+/// A label key: an optional DNS-subdomain prefix and `/`, then a non-empty label value of at most 63 characters.
+pub fn is_label_key(k: &str) -> bool {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
+}
+
+/// The selector of the objects of one agent (its Jobs, its Lease) by their labels.
+pub fn of_agent(agent_id: &str) -> Selector {
+    Selector::from_iter([
+        (AGENT_ID.to_owned(), label_value(agent_id)),
+        (ADAPTER_TYPE.to_owned(), ADAPTER_TYPE_VALUE.to_owned()),
+    ])
+}
+
+/// The selector of everything the adapter made.
+pub fn managed() -> Selector {
+    Selector::from_iter([
+        (MANAGED_BY, MANAGED_BY_VALUE),
+        (ADAPTER_TYPE, ADAPTER_TYPE_VALUE),
+    ])
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::run::{self, Services};
 use crate::serve::sink::Sink;
@@ -28,7 +29,7 @@ type Registry = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
 /// Serves until `shutdown` or stdin EOF. In-flight runs are abandoned without touching their Jobs: a server
 /// shutdown is not a cancel, and the Jobs are adopted by the next run.
-pub async fn serve() -> std::io::Result<()> {
+pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
     let (tx, rx) = mpsc::unbounded_channel::<Message>();
     let writer = tokio::spawn(write_messages(rx));
     let _ = tx.send(Message::Hello {
@@ -36,7 +37,10 @@ pub async fn serve() -> std::io::Result<()> {
         version: env!("CARGO_PKG_VERSION"),
     });
 
-    let services = Arc::new(Services::default());
+    let services = Arc::new(Services {
+        settings,
+        ..Services::default()
+    });
     let registry: Registry = Arc::default();
     let mut lines = FramedRead::new(
         tokio::io::stdin(),
@@ -126,13 +130,15 @@ fn dispatch(
                 registry.clone(),
                 Sink::new(id.clone(), tx.clone()),
             );
-            tokio::spawn(async move {
-                let span = tracing::info_span!("execute", id = %id, run = %params.run_id, agent = %params.agent.id);
-                let _enter = span.enter();
-                drop(_enter);
-                run::execute(&services, *params, &sink, token).await;
-                registry.lock().expect("registry lock").remove(&id);
-            });
+            // The run's span covers every await of the run (a guard held across awaits would not).
+            let span = tracing::info_span!("execute", id = %id, run = %params.run_id, agent = %params.agent.id);
+            tokio::spawn(
+                async move {
+                    run::execute(&services, *params, &sink, token).await;
+                    registry.lock().expect("registry lock").remove(&id);
+                }
+                .instrument(span),
+            );
         }
         Request::Cancel { id, reason } => {
             if let Some(token) = registry.lock().expect("registry lock").get(&id) {
@@ -143,7 +149,13 @@ fn dispatch(
         Request::TestEnvironment { id, params } => {
             let (services, sink) = (services.clone(), Sink::new(id, tx.clone()));
             tokio::spawn(async move {
-                let result = crate::cli::checks::test_environment(&services, &params).await;
+                let result = crate::cli::checks::test_environment(
+                    &services.clients,
+                    &services.self_pod,
+                    &services.settings,
+                    &params,
+                )
+                .await;
                 sink.result(serde_json::to_value(result).unwrap_or_default());
             });
         }

@@ -23,14 +23,11 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 
 use crate::k8s::errors::status;
-use crate::k8s::labels;
+use crate::k8s::labels::{self, RESULT_REPORTED};
 
 /// How long a Lease whose holder Job does not exist yet still counts as held: covers the create of the run
 /// Secret and the Job, with their retries.
 pub const CREATE_WINDOW: Duration = Duration::from_secs(60);
-
-/// Annotation set on a retained Job once its result was reported, so it is never adopted again.
-pub const RESULT_REPORTED: &str = "paperclip.io/result-reported-by";
 
 /// What the run being started is.
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +44,12 @@ pub enum Verdict {
     /// No other run of the agent is active: take the Lease and create a Job.
     Clear,
     /// A Job of the same task and session whose supervisor is gone: follow it instead of starting another
-    /// (`finished`: it ended while nobody watched; its result is read from its pod).
-    Adopt { job: String, finished: bool },
+    /// (`finished`: it ended while nobody watched; its result is read from its pod). `uid` selects its pods.
+    Adopt {
+        job: String,
+        uid: String,
+        finished: bool,
+    },
     /// Another run of the agent is active.
     Blocked { job: String },
 }
@@ -57,6 +58,7 @@ pub enum Verdict {
 pub fn decide(jobs: &[Job], want: &Want, followed_here: &HashSet<String>) -> Verdict {
     let live = |j: &&Job| j.metadata.deletion_timestamp.is_none();
     let name = |j: &Job| j.metadata.name.clone().unwrap_or_default();
+    let uid = |j: &Job| j.metadata.uid.clone().unwrap_or_default();
     let same_work = |j: &Job| {
         name(j) == want.job_name
             || (label(j, labels::TASK_ID) == want.task_id.map(labels::label_value)
@@ -72,6 +74,7 @@ pub fn decide(jobs: &[Job], want: &Want, followed_here: &HashSet<String>) -> Ver
         if same_work(j) && !followed_here.contains(&name(j)) {
             return Verdict::Adopt {
                 job: name(j),
+                uid: uid(j),
                 finished: false,
             };
         }
@@ -86,6 +89,7 @@ pub fn decide(jobs: &[Job], want: &Want, followed_here: &HashSet<String>) -> Ver
     match unreported {
         Some(j) => Verdict::Adopt {
             job: name(j),
+            uid: uid(j),
             finished: true,
         },
         None => Verdict::Clear,
@@ -105,14 +109,15 @@ fn label(job: &Job, key: &str) -> Option<String> {
 
 /// Whether the Job reached a terminal condition.
 pub fn is_finished(job: &Job) -> bool {
+    has_condition(job, "Complete") || has_condition(job, "Failed")
+}
+
+/// Whether the Job has condition `type_` with status True.
+pub fn has_condition(job: &Job, type_: &str) -> bool {
     job.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conds| {
-            conds
-                .iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
+        .is_some_and(|conds| conds.iter().any(|c| c.type_ == type_ && c.status == "True"))
 }
 
 /// Whether an existing Lease still holds the agent, from its holder Job (absent if not found). Pure.
@@ -317,198 +322,4 @@ fn new_lease(name: &str, agent_id: &str, holder_job: &str, now: jiff::Timestamp)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use std::collections::BTreeMap;
-
-    fn job(name: &str, task: Option<&str>, session: Option<&str>) -> Job {
-        let mut l = BTreeMap::new();
-        if let Some(t) = task {
-            l.insert(labels::TASK_ID.to_owned(), t.to_owned());
-        }
-        if let Some(s) = session {
-            l.insert(labels::SESSION_ID.to_owned(), s.to_owned());
-        }
-        Job {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(l),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    fn finished(mut j: Job) -> Job {
-        j.status = Some(JobStatus {
-            conditions: Some(vec![JobCondition {
-                type_: "Complete".into(),
-                status: "True".into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
-        j
-    }
-
-    fn deleting(mut j: Job) -> Job {
-        j.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
-        j
-    }
-
-    fn reported(mut j: Job) -> Job {
-        j.metadata.annotations = Some(BTreeMap::from([(
-            RESULT_REPORTED.to_owned(),
-            "r0".to_owned(),
-        )]));
-        j
-    }
-
-    const WANT: Want = Want {
-        job_name: "claude-me",
-        task_id: Some("T1"),
-        session_id: Some("S1"),
-    };
-
-    #[test]
-    fn nothing_active_is_clear() {
-        let none = HashSet::new();
-        assert_eq!(decide(&[], &WANT, &none), Verdict::Clear);
-        let jobs = [
-            finished(job("old", Some("T2"), None)),
-            deleting(job("going", Some("T1"), Some("S1"))),
-            reported(finished(job("done", Some("T1"), Some("S1")))),
-        ];
-        assert_eq!(decide(&jobs, &WANT, &none), Verdict::Clear);
-    }
-
-    #[test]
-    fn a_reported_job_does_not_block_before_it_is_marked_complete() {
-        let jobs = [reported(job("kept", Some("T2"), None))];
-        assert_eq!(decide(&jobs, &WANT, &HashSet::new()), Verdict::Clear);
-    }
-
-    #[test]
-    fn another_tasks_active_job_blocks() {
-        let jobs = [job("other", Some("T2"), Some("S1"))];
-        assert_eq!(
-            decide(&jobs, &WANT, &HashSet::new()),
-            Verdict::Blocked {
-                job: "other".into()
-            }
-        );
-        // Same task, another session: a different conversation; it blocks too.
-        let jobs = [job("other", Some("T1"), None)];
-        assert_eq!(
-            decide(&jobs, &WANT, &HashSet::new()),
-            Verdict::Blocked {
-                job: "other".into()
-            }
-        );
-    }
-
-    #[test]
-    fn the_same_work_whose_supervisor_is_gone_is_adopted() {
-        let jobs = [job("orphan", Some("T1"), Some("S1"))];
-        assert_eq!(
-            decide(&jobs, &WANT, &HashSet::new()),
-            Verdict::Adopt {
-                job: "orphan".into(),
-                finished: false
-            }
-        );
-        // Followed by a run of this very process: not an orphan, a concurrent duplicate.
-        let here = HashSet::from(["orphan".to_owned()]);
-        assert_eq!(
-            decide(&jobs, &WANT, &here),
-            Verdict::Blocked {
-                job: "orphan".into()
-            }
-        );
-        // Finished while nobody watched, result not yet reported: recovered.
-        let jobs = [finished(job("orphan", Some("T1"), Some("S1")))];
-        assert_eq!(
-            decide(&jobs, &WANT, &HashSet::new()),
-            Verdict::Adopt {
-                job: "orphan".into(),
-                finished: true
-            }
-        );
-        // A Job with this run's own name (a replayed execute) is ours whatever its labels.
-        let jobs = [job("claude-me", None, None)];
-        assert!(matches!(
-            decide(&jobs, &WANT, &HashSet::new()),
-            Verdict::Adopt { .. }
-        ));
-    }
-
-    #[test]
-    fn agent_level_heartbeats_match_on_absent_task_and_session() {
-        let want = Want {
-            job_name: "claude-me",
-            task_id: None,
-            session_id: None,
-        };
-        let jobs = [job("orphan", None, None)];
-        assert!(matches!(
-            decide(&jobs, &want, &HashSet::new()),
-            Verdict::Adopt { .. }
-        ));
-        let jobs = [job("other", Some("T1"), None)];
-        assert!(matches!(
-            decide(&jobs, &want, &HashSet::new()),
-            Verdict::Blocked { .. }
-        ));
-    }
-
-    #[test]
-    fn an_active_job_blocks_before_a_finished_one_is_recovered() {
-        let jobs = [
-            finished(job("orphan", Some("T1"), Some("S1"))),
-            job("busy", Some("T9"), None),
-        ];
-        assert_eq!(
-            decide(&jobs, &WANT, &HashSet::new()),
-            Verdict::Blocked { job: "busy".into() }
-        );
-    }
-
-    fn lease(holder: &str, taken: jiff::Timestamp) -> Lease {
-        new_lease("l", "agent", holder, taken)
-    }
-
-    #[test]
-    fn a_lease_is_held_while_its_job_is_active_or_being_created() {
-        let now = jiff::Timestamp::now();
-        let l = lease("theirs", now);
-        assert_eq!(
-            lease_state(&l, None, "mine", now),
-            LeaseState::HeldBy("theirs".into())
-        );
-        assert_eq!(lease_state(&l, None, "theirs", now), LeaseState::Ours);
-        let active = job("theirs", None, None);
-        let long_ago = now - jiff::SignedDuration::from_secs(3600);
-        assert_eq!(
-            lease_state(&lease("theirs", long_ago), Some(&active), "mine", now),
-            LeaseState::HeldBy("theirs".into())
-        );
-    }
-
-    #[test]
-    fn a_lease_is_stale_once_its_job_ended_or_never_came() {
-        let now = jiff::Timestamp::now();
-        let l = lease("theirs", now);
-        assert_eq!(
-            lease_state(&l, Some(&finished(job("theirs", None, None))), "mine", now),
-            LeaseState::Stale
-        );
-        assert_eq!(
-            lease_state(&l, Some(&deleting(job("theirs", None, None))), "mine", now),
-            LeaseState::Stale
-        );
-        let later = now + jiff::SignedDuration::from_secs(CREATE_WINDOW.as_secs() as i64 + 1);
-        assert_eq!(lease_state(&l, None, "mine", later), LeaseState::Stale);
-    }
-}
+mod tests;

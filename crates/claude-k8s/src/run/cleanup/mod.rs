@@ -1,20 +1,32 @@
-//! Making sure a stopped run's pods are really gone before the run is reported stopped.
-//!
-//! Deleting the Job (Background propagation) has the garbage collector delete its pods, each with its termination
-//! grace (`graceSec`). A kubelet or container runtime can get stuck stopping a container (seen on the 1.20 stage:
-//! a `StopContainer` call hanging for a minute when the stop came right after the container started). So the
-//! wait is bounded: after the grace plus a slack, the remaining pods are force-deleted (grace 0) and the stop is
-//! reported as forced.
+//! Cleanup, in one vocabulary:
+//! - [`remove_job`]: delete the Job object with Background propagation; the garbage collector deletes its pods,
+//!   each with its termination grace (`graceSec`), so claude gets SIGTERM, then SIGKILL. Also how the adapter
+//!   stops claude (timeout, hang after the result).
+//! - [`after_exit`]: claude ended by itself. Before the result is reported the Job is removed (or, with
+//!   `retainJobs`, marked as reported) and so is the run Secret, so the agent's next run is not held up by it.
+//! - [`after_stop`]: the run was stopped (cancel, timeout, failure): the Job is removed with `graceSec` whatever
+//!   `retainJobs` says, and the result waits until its pods are gone.
+//! - [`await_pods_gone`]: waits until the Job's pods are gone. A kubelet or container runtime can get stuck
+//!   stopping a container (seen on the 1.20 stage: a `StopContainer` call hanging for a minute when the stop came
+//!   right after the container started), so the wait is bounded: after the grace plus a slack, the remaining pods
+//!   are force-deleted (grace 0) and the stop is reported as forced.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use serde_json::json;
+
+use crate::k8s::errors::{api_error, is_not_found};
+use crate::k8s::labels;
+use crate::run::launch::JobRef;
+use crate::run::prepare::Prepared;
 
 /// How long past their grace the pods may take before they are force-deleted.
 const SLACK: Duration = Duration::from_secs(15);
@@ -31,9 +43,90 @@ pub enum PodsGone {
     Stuck,
 }
 
+/// Deletes the Job with Background propagation (its pods follow through the garbage collector); a Job that is
+/// already gone is fine. `grace` overrides the Job object's own deletion grace.
+pub async fn remove_job(run: &Prepared<'_>, job_name: &str, grace: Option<u32>) {
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        grace_period_seconds: grace,
+        ..Default::default()
+    };
+    if let Err(e) = run.api::<Job>().delete(job_name, &dp).await
+        && !is_not_found(&e)
+    {
+        run.sink
+            .warn(&api_error(&format!("delete Job {job_name}"), &e));
+    }
+}
+
+/// Claude ended by itself: the Job and its run Secret are removed (or, with `retainJobs`, the Job is kept and
+/// marked as reported). Returns the Job whose pods are still to be waited for ([`await_pods_gone`]), off the
+/// result's path.
+pub async fn after_exit(run: &Prepared<'_>, job: &JobRef) -> Option<JobRef> {
+    if !run.config.retain_jobs {
+        remove_job(run, &job.name, None).await;
+        remove_run_secret(run, &job.name).await;
+        return Some(job.clone());
+    }
+    run.sink.progress(&format!(
+        "retainJobs is set: Job {} is kept (TTL {}s)",
+        job.name, run.config.ttl_seconds_after_finished
+    ));
+    // Its result is reported now: a later run must not adopt it as one that finished unwatched.
+    let patch = json!({"metadata": {"annotations": {labels::RESULT_REPORTED: run.params.run_id}}});
+    if let Err(e) = run
+        .api::<Job>()
+        .patch(&job.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        run.sink.warn(&api_error(
+            &format!("mark Job {} as reported", job.name),
+            &e,
+        ));
+    }
+    None
+}
+
+/// The run was stopped (cancel, timeout, failure): removes the Job with the configured grace and its Secret, and
+/// waits until its pods are gone, force-deleting a pod that outlives its grace. Always, whatever `retainJobs`
+/// says: a stopped run must not keep running.
+pub async fn after_stop(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
+    let grace = run.config.grace_sec.min(u32::MAX as u64) as u32;
+    remove_job(run, &job.name, Some(grace)).await;
+    remove_run_secret(run, &job.name).await;
+    let gone = await_pods_gone(run, job).await;
+    match gone {
+        PodsGone::Graceful => {}
+        PodsGone::Forced => run.sink.warn(&format!(
+            "the pod of Job {} outlived its grace period and was force-deleted",
+            job.name
+        )),
+        PodsGone::Stuck => run.sink.warn(&format!(
+            "pods of Job {} are still present after a force delete",
+            job.name
+        )),
+    }
+    gone
+}
+
+/// Waits until the Job's pods are gone, force-deleting them when they outlive `graceSec` plus a slack.
+pub async fn await_pods_gone(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
+    let grace = Duration::from_secs(run.config.grace_sec);
+    wait_or_force(&run.api(), &job.pods, grace).await
+}
+
+/// The Job owns its run Secret (garbage collection removes it too); deleting it by name is quicker and also
+/// covers a Secret whose owner reference could not be set.
+async fn remove_run_secret(run: &Prepared<'_>, job_name: &str) {
+    let _ = run
+        .api::<Secret>()
+        .delete(&labels::run_secret_name(job_name), &DeleteParams::default())
+        .await;
+}
+
 /// Waits until the pods `selector` picks (one Job's: [`labels::pods_of`]) are gone, force-deleting them when
 /// they outlive `grace` plus a slack.
-pub async fn ensure_pods_gone(pods: &Api<Pod>, selector: &str, grace: Duration) -> PodsGone {
+async fn wait_or_force(pods: &Api<Pod>, selector: &str, grace: Duration) -> PodsGone {
     if wait_pods_gone(pods, selector, grace + SLACK).await {
         return PodsGone::Graceful;
     }
@@ -58,7 +151,7 @@ pub async fn ensure_pods_gone(pods: &Api<Pod>, selector: &str, grace: Duration) 
 }
 
 /// Waits, by watch, until no pod `selector` picks is left; false on timeout.
-pub async fn wait_pods_gone(pods: &Api<Pod>, selector: &str, timeout: Duration) -> bool {
+async fn wait_pods_gone(pods: &Api<Pod>, selector: &str, timeout: Duration) -> bool {
     let remaining = async {
         let mut stream =
             watcher::watcher(pods.clone(), watcher::Config::default().labels(selector))

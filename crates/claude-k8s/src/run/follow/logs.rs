@@ -115,27 +115,18 @@ fn join_partials(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(joined)
 }
 
-/// How long a followed stream may stay silent before it is reopened anyway: a connection a proxy or load
-/// balancer dropped without closing it would otherwise hang the transcript until the run ends.
-/// `CLAUDE_K8S_LOG_SILENCE_SEC` overrides it.
-const SILENCE_REOPEN: Duration = Duration::from_secs(180);
-
-fn silence_reopen() -> Duration {
-    crate::run::follow::pod_state::env_secs("CLAUDE_K8S_LOG_SILENCE_SEC").unwrap_or(SILENCE_REOPEN)
-}
-
 /// Delivers the container's lines to `out` until the container has terminated (`terminated` turns true) and its
-/// log has been read to the end. Returns the number of lines delivered.
+/// log has been read to the end; a stream silent for `silence` is reopened. Returns the number of lines delivered.
 pub async fn follow(
     pods: Api<Pod>,
     pod: String,
     out: mpsc::Sender<String>,
     mut terminated: watch::Receiver<bool>,
+    silence: Duration,
 ) -> u64 {
     let mut cursor = Cursor::default();
     let mut delivered = 0u64;
     let mut backoff = Duration::from_millis(200);
-    let silence = silence_reopen();
     loop {
         let finished_before_open = *terminated.borrow();
         let params = LogParams {

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
-use crate::run::outcome::ContainerEnd;
+use crate::run::outcome::{ContainerEnd, ErrorCode};
 use crate::run::plan::{CLAUDE_CONTAINER, PROMPT_CONTAINER};
 
 /// A failure seen in the pod. `after` is how long it must persist before the run gives up (a pull may recover).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodFailure {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// What to do about it, for the user.
     pub hint: String,
@@ -42,7 +42,7 @@ pub const PENDING_TIMEOUT: Duration = Duration::from_secs(600);
 /// admission policy make it fail over and over, visible only in the Job's events).
 pub const POD_CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long start-up problems may last. Read from the serve process's environment (`CLAUDE_K8S_START_GRACE_SEC`,
+/// How long start-up problems may last (the serve process's settings: `CLAUDE_K8S_START_GRACE_SEC`,
 /// `CLAUDE_K8S_PENDING_TIMEOUT_SEC`, `CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC`), else the defaults above.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
@@ -59,29 +59,6 @@ impl Default for Limits {
             pod_create_timeout: POD_CREATE_TIMEOUT,
         }
     }
-}
-
-impl Limits {
-    pub fn from_env() -> Self {
-        let d = Self::default();
-        Self {
-            start_grace: env_secs("CLAUDE_K8S_START_GRACE_SEC").unwrap_or(d.start_grace),
-            pending_timeout: env_secs("CLAUDE_K8S_PENDING_TIMEOUT_SEC")
-                .unwrap_or(d.pending_timeout),
-            pod_create_timeout: env_secs("CLAUDE_K8S_POD_CREATE_TIMEOUT_SEC")
-                .unwrap_or(d.pod_create_timeout),
-        }
-    }
-}
-
-/// A whole number of seconds from the environment; unset, empty or malformed means none.
-pub fn env_secs(name: &str) -> Option<Duration> {
-    std::env::var(name)
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
 }
 
 pub fn view(pod: &Pod, limits: &Limits) -> PodView {
@@ -145,7 +122,7 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
         .filter(|t| t.exit_code != 0)
     {
         v.failure = Some(PodFailure {
-            code: "k8s_init_failed",
+            code: ErrorCode::InitFailed,
             message: format!(
                 "the write-prompt init container failed ({}exit code {}){}",
                 term.reason
@@ -155,7 +132,7 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
                 term.exit_code,
                 suffix(term.message.as_deref().unwrap_or(""))
             ),
-            hint: "adapterConfig.initImage must have `sh` and `gunzip` (busybox:1.36 works)".into(),
+            hint: static_hint(ErrorCode::InitFailed),
             after: Duration::ZERO,
         });
         return v;
@@ -176,13 +153,13 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
 
     if status.phase.as_deref() == Some("Failed") {
         v.failure = Some(PodFailure {
-            code: "k8s_pod_failed",
+            code: ErrorCode::PodFailed,
             message: format!(
                 "pod {name} failed before claude ran: {}{}",
                 status.reason.as_deref().unwrap_or("Failed"),
                 suffix(status.message.as_deref().unwrap_or(""))
             ),
-            hint: "see `kubectl describe pod` for the pod's events".into(),
+            hint: static_hint(ErrorCode::PodFailed),
             after: Duration::ZERO,
         });
         return v;
@@ -196,7 +173,7 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
         (Some(c), _) => {
             let message = c.message.clone().unwrap_or_default();
             v.failure = Some(PodFailure {
-                code: "k8s_pod_unschedulable",
+                code: ErrorCode::PodUnschedulable,
                 message: format!(
                     "pod {name} could not be scheduled for {}s: {}",
                     limits.pending_timeout.as_secs(),
@@ -206,9 +183,7 @@ pub fn view(pod: &Pod, limits: &Limits) -> PodView {
                         &message
                     }
                 ),
-                hint: "no node fits the pod: check adapterConfig.nodeSelector, tolerations and \
-                       resources.requests against the nodes (or wait for the autoscaler)"
-                    .into(),
+                hint: static_hint(ErrorCode::PodUnschedulable),
                 after: limits.pending_timeout,
             });
             format!(
@@ -233,19 +208,21 @@ fn waiting_failure(
 ) -> Option<PodFailure> {
     let (code, text, hint, after) = match reason {
         "InvalidImageName" => (
-            "k8s_image_invalid",
+            ErrorCode::ImageInvalid,
             format!("image `{img}` of the {which} container is not a valid image reference"),
             format!("fix the image name ({})", image_field(which)),
             Duration::ZERO,
         ),
         "ErrImageNeverPull" => (
-            "k8s_image_not_present",
-            format!("image `{img}` of the {which} container is not on the node and imagePullPolicy is Never"),
-            "load the image onto the nodes, or set adapterConfig.imagePullPolicy to IfNotPresent".into(),
+            ErrorCode::ImageNotPresent,
+            format!(
+                "image `{img}` of the {which} container is not on the node and imagePullPolicy is Never"
+            ),
+            static_hint(ErrorCode::ImageNotPresent),
             Duration::ZERO,
         ),
         "ErrImagePull" | "ImagePullBackOff" => (
-            "k8s_image_pull_failed",
+            ErrorCode::ImagePullFailed,
             format!("image `{img}` of the {which} container cannot be pulled"),
             format!(
                 "check the image name and tag ({}), that the registry is reachable from the nodes, and the \
@@ -255,31 +232,26 @@ fn waiting_failure(
             limits.start_grace,
         ),
         "CreateContainerConfigError" => (
-            "k8s_container_config_error",
+            ErrorCode::ContainerConfigError,
             format!("the {which} container cannot be configured"),
-            "a Secret or ConfigMap (or a key in it) that the pod's env or envFrom references is missing in the \
-             Job's namespace: create it, or fix the reference (adapterConfig.env, podSpecPatch, the Paperclip \
-             pod's env)"
-                .into(),
+            static_hint(ErrorCode::ContainerConfigError),
             limits.start_grace,
         ),
         // Normal while a pod starts; a pod that stays here is stuck, mostly on a volume (FailedMount: a missing
         // Secret, ConfigMap or claim), which only the pod's events tell: the run adds the latest one.
         "ContainerCreating" | "PodInitializing" => (
-            "k8s_pod_start_timeout",
+            ErrorCode::PodStartTimeout,
             format!(
                 "the pod did not start within {}s: the {which} container is still waiting",
                 limits.pending_timeout.as_secs()
             ),
-            "the pod's events name the cause (`kubectl describe pod`): often a volume that cannot be mounted, \
-             e.g. a Secret, ConfigMap or claim the Paperclip pod mounts that is missing in the Jobs' namespace"
-                .into(),
+            static_hint(ErrorCode::PodStartTimeout),
             limits.pending_timeout,
         ),
         "CreateContainerError" | "RunContainerError" => (
-            "k8s_container_create_error",
+            ErrorCode::ContainerCreateError,
             format!("the {which} container cannot be created"),
-            "see the kubelet's message; a podSpecPatch or an inherited volume may be wrong".into(),
+            static_hint(ErrorCode::ContainerCreateError),
             limits.start_grace,
         ),
         _ => return None,
@@ -329,20 +301,22 @@ fn disruption(name: &str, status: &k8s_openapi::api::core::v1::PodStatus) -> Opt
     };
     Some(PodFailure {
         code: if cause == "evicted" {
-            "k8s_pod_evicted"
+            ErrorCode::PodEvicted
         } else {
-            "k8s_pod_disrupted"
+            ErrorCode::PodDisrupted
         },
         message: format!(
             "pod {name} was {cause} (a disruption, not a failure of the agent){}",
             suffix(detail.as_deref().unwrap_or(""))
         ),
-        hint: "run the heartbeat again; for long runs protect the pods with a PodDisruptionBudget or the \
-               cluster-autoscaler.kubernetes.io/safe-to-evict=\"false\" annotation, and give them enough \
-               memory and ephemeral storage"
-            .into(),
+        hint: static_hint(ErrorCode::PodEvicted),
         after: Duration::ZERO,
     })
+}
+
+/// The hint [`ErrorCode::hint`] has for `code`.
+fn static_hint(code: ErrorCode) -> String {
+    code.hint().unwrap_or_default().to_owned()
 }
 
 fn suffix(message: &str) -> String {
@@ -354,201 +328,4 @@ fn suffix(message: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn pod(status: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "nodeName": "n1"}, "status": status})).unwrap()
-    }
-
-    fn waiting(container: &str, image: &str, reason: &str, message: &str) -> Pod {
-        let key = if container == "claude" {
-            "containerStatuses"
-        } else {
-            "initContainerStatuses"
-        };
-        pod(
-            json!({key: [{"name": container, "image": image, "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": reason, "message": message}}}]}),
-        )
-    }
-
-    fn lim() -> Limits {
-        Limits::default()
-    }
-
-    #[test]
-    fn terminated_claude_gives_the_end() {
-        let v = view(
-            &pod(
-                json!({"containerStatuses": [{"name": "claude", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
-            ),
-            &lim(),
-        );
-        assert_eq!(
-            v.claude_end,
-            Some(ContainerEnd {
-                exit_code: 137,
-                reason: Some("OOMKilled".into()),
-                message: None,
-                signal: None,
-            })
-        );
-        assert!(v.progress.unwrap().contains("137 (OOMKilled)"));
-    }
-
-    #[test]
-    fn a_pod_stuck_starting_fails_after_the_pending_timeout_never_hangs() {
-        for (container, reason) in [
-            ("claude", "ContainerCreating"),
-            ("write-prompt", "ContainerCreating"),
-            ("claude", "PodInitializing"),
-        ] {
-            let v = view(&waiting(container, "i", reason, ""), &lim());
-            let f = v.failure.expect("a stuck start is a failure in waiting");
-            assert_eq!(f.code, "k8s_pod_start_timeout");
-            assert_eq!(
-                f.after, PENDING_TIMEOUT,
-                "{reason} may be slow, but not forever"
-            );
-            assert!(f.hint.contains("events"), "{}", f.hint);
-        }
-    }
-
-    #[test]
-    fn image_problems_have_their_own_codes_name_the_image_and_give_a_hint() {
-        let v = view(
-            &waiting(
-                "claude",
-                "local/missing:1",
-                "ImagePullBackOff",
-                "Back-off pulling image",
-            ),
-            &lim(),
-        );
-        let f = v.failure.unwrap();
-        assert_eq!(f.code, "k8s_image_pull_failed");
-        assert!(f.message.contains("`local/missing:1`"), "{}", f.message);
-        assert!(
-            f.message.contains("Back-off pulling image"),
-            "{}",
-            f.message
-        );
-        assert!(f.hint.contains("adapterConfig.image"), "{}", f.hint);
-        assert_eq!(f.after, START_GRACE);
-        let f = view(
-            &waiting("claude", "Bad Name", "InvalidImageName", ""),
-            &lim(),
-        )
-        .failure
-        .unwrap();
-        assert_eq!((f.code, f.after), ("k8s_image_invalid", Duration::ZERO));
-        let f = view(
-            &waiting("claude", "x:1", "ErrImageNeverPull", "never pull"),
-            &lim(),
-        )
-        .failure
-        .unwrap();
-        assert_eq!((f.code, f.after), ("k8s_image_not_present", Duration::ZERO));
-        let f = view(
-            &waiting("write-prompt", "busybox:nope", "ErrImagePull", "not found"),
-            &lim(),
-        )
-        .failure
-        .unwrap();
-        assert!(f.message.contains("write-prompt") && f.hint.contains("initImage"));
-    }
-
-    #[test]
-    fn a_missing_secret_is_a_config_error_with_the_kubelets_words() {
-        let limits = Limits {
-            start_grace: Duration::from_secs(7),
-            ..lim()
-        };
-        let f = view(
-            &waiting(
-                "write-prompt",
-                "busybox",
-                "CreateContainerConfigError",
-                "secret \"nope\" not found",
-            ),
-            &limits,
-        )
-        .failure
-        .unwrap();
-        assert_eq!(f.code, "k8s_container_config_error");
-        assert!(
-            f.message.contains("secret \"nope\" not found"),
-            "{}",
-            f.message
-        );
-        assert!(f.hint.contains("Secret or ConfigMap"));
-        assert_eq!(f.after, Duration::from_secs(7));
-    }
-
-    #[test]
-    fn unschedulable_is_progress_first_and_a_failure_only_later() {
-        let limits = Limits {
-            pending_timeout: Duration::from_secs(9),
-            ..lim()
-        };
-        let v = view(&serde_json::from_value::<Pod>(json!({"metadata": {"name": "p"}, "spec": {"containers": []},
-            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity."}]}})).unwrap(), &limits);
-        assert!(v.progress.unwrap().contains("didn't match"));
-        let f = v.failure.unwrap();
-        assert_eq!(f.after, Duration::from_secs(9));
-        assert!(f.message.contains("for 9s: 0/1 nodes"), "{}", f.message);
-        assert!(f.hint.contains("nodeSelector"));
-    }
-
-    #[test]
-    fn running_evicted_and_disrupted() {
-        let v = view(
-            &pod(
-                json!({"containerStatuses": [{"name": "claude", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
-            "state": {"running": {}}}]}),
-            ),
-            &lim(),
-        );
-        assert!(v.claude_running && v.failure.is_none() && !v.deleting);
-        // Evicted while claude ran: a disruption, not claude's exit code.
-        let v = view(
-            &pod(
-                json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
-                "containerStatuses": [{"name": "claude", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}),
-            ),
-            &lim(),
-        );
-        assert!(v.claude_end.is_none());
-        let f = v.failure.unwrap();
-        assert_eq!(f.code, "k8s_pod_evicted");
-        assert!(
-            f.message.contains("low on resource: memory"),
-            "{}",
-            f.message
-        );
-        let v = view(
-            &pod(
-                json!({"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}]}),
-            ),
-            &lim(),
-        );
-        let f = v.failure.unwrap();
-        assert_eq!(f.code, "k8s_pod_disrupted");
-        assert!(f.message.contains("EvictionByEvictionAPI"));
-    }
-
-    #[test]
-    fn a_deleted_pod_is_noticed() {
-        let p: Pod = serde_json::from_value(
-            json!({"metadata": {"name": "p", "deletionTimestamp": "2026-11-25T08:00:00Z"},
-            "spec": {"containers": []}, "status": {}}),
-        )
-        .unwrap();
-        assert!(view(&p, &lim()).deleting);
-    }
-}
+mod tests;

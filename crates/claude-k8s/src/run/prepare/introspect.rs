@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 
 use crate::k8s::clients::KubeCtx;
 use crate::run::prepare::pod_facts::PodFacts;
+use crate::settings::Settings;
 
 pub const SELF_POD_ENV: &str = "CLAUDE_K8S_SELF_POD";
 const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -39,8 +40,9 @@ pub struct SelfPodRef {
 }
 
 impl SelfPodRef {
-    pub fn from_env() -> Result<Self, IntrospectError> {
-        if let Ok(value) = std::env::var(SELF_POD_ENV) {
+    /// From the settings (`CLAUDE_K8S_SELF_POD`, else `HOSTNAME` and the service-account namespace file).
+    pub fn locate(settings: &Settings) -> Result<Self, IntrospectError> {
+        if let Some(value) = settings.self_pod.clone() {
             let (namespace, name) = value
                 .split_once('/')
                 .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
@@ -52,7 +54,7 @@ impl SelfPodRef {
         }
         let namespace =
             std::fs::read_to_string(SA_NAMESPACE_FILE).map_err(|_| IntrospectError::NotInPod)?;
-        let name = std::env::var("HOSTNAME").map_err(|_| IntrospectError::NotInPod)?;
+        let name = settings.hostname.clone().ok_or(IntrospectError::NotInPod)?;
         Ok(Self {
             namespace: namespace.trim().into(),
             name,
@@ -67,12 +69,16 @@ pub struct SelfPod {
 }
 
 impl SelfPod {
-    pub async fn facts(&self, kube: &KubeCtx) -> Result<PodFacts, IntrospectError> {
+    pub async fn facts(
+        &self,
+        kube: &KubeCtx,
+        settings: &Settings,
+    ) -> Result<PodFacts, IntrospectError> {
         let mut cached = self.cached.lock().await;
         if let Some(facts) = cached.as_ref() {
             return Ok(facts.clone());
         }
-        let at = SelfPodRef::from_env()?;
+        let at = SelfPodRef::locate(settings)?;
         let pod = Api::<Pod>::namespaced(kube.client.clone(), &at.namespace)
             .get(&at.name)
             .await

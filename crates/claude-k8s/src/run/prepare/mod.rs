@@ -1,10 +1,119 @@
-//! Prepare a run: its config, the Paperclip pod's facts (self-introspection), the prompt bundle and MCP servers,
-//! and the session record that gates a resume.
+//! Prepare a run: its config, the cluster client, the Paperclip pod's facts (self-introspection), the secrets to
+//! mask, the prompt bundle and MCP servers, and the resume decision. Everything the later stages read comes from
+//! here, in a [`Prepared`].
 
-pub mod capabilities;
 pub mod config;
 pub mod introspect;
 pub mod mcp;
 pub mod pod_facts;
 pub mod prompt_bundle;
+pub mod secrets;
 pub mod session_record;
+pub mod toolkit;
+
+use std::path::PathBuf;
+
+use kube::Api;
+use serde_json::Value;
+
+use crate::k8s::clients::KubeCtx;
+use crate::run::Services;
+use crate::run::outcome::{ErrorCode, failure};
+use crate::run::plan::invocation;
+use crate::serve::mask::Masker;
+use crate::serve::protocol::ExecuteParams;
+use crate::serve::sink::Sink;
+use crate::settings::Settings;
+use config::AgentConfig;
+use pod_facts::PodFacts;
+use toolkit::Toolkit;
+
+/// What a run knows once it is prepared; read by every later stage.
+pub struct Prepared<'a> {
+    pub params: ExecuteParams,
+    pub config: AgentConfig,
+    pub facts: PodFacts,
+    pub kube: KubeCtx,
+    /// The namespace of the run's objects.
+    pub namespace: String,
+    pub toolkit: Toolkit,
+    /// The saved session this run resumes, if the gating allows it.
+    pub resume: Option<String>,
+    /// Where the session records live (see [`session_record`]).
+    pub sessions: PathBuf,
+    pub settings: Settings,
+    pub sink: &'a Sink,
+}
+
+impl Prepared<'_> {
+    /// A namespaced API for the run's namespace, on the run's client.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.kube.client.clone(), &self.namespace)
+    }
+}
+
+/// Prepares one execute; a failure is the run's result (nothing was created in the cluster).
+pub async fn prepare<'a>(
+    services: &Services,
+    params: ExecuteParams,
+    sink: &'a Sink,
+) -> Result<Prepared<'a>, Value> {
+    let config = AgentConfig::parse(&params.config)
+        .map_err(|e| failure(ErrorCode::InvalidConfig, e.to_string()))?;
+    let kube = services
+        .clients
+        .get(config.kubeconfig.as_deref())
+        .await
+        .map_err(|e| failure(ErrorCode::ClientUnavailable, e.to_string()))?;
+    let facts = services
+        .self_pod
+        .facts(&kube, &services.settings)
+        .await
+        .map_err(|e| failure(ErrorCode::SelfPodUnreadable, e.to_string()))?;
+    // Before anything of the agent is forwarded.
+    sink.mask_secrets(Masker::new(secrets::known(&params, &config, &facts)));
+    let namespace = namespace(&config, &facts, &kube);
+    // A bare session id (agent-level heartbeat) is gated on what the session was run with, as full params are.
+    let sessions = session_record::dir();
+    let params =
+        session_record::with_saved_params(params, |id| session_record::read(&sessions, id));
+    // Blocking file I/O on the shared volume (skill trees are copied), off the async workers.
+    let (p, c) = (params.clone(), config.clone());
+    let toolkit = match tokio::task::spawn_blocking(move || toolkit::prepare(&p, &c)).await {
+        Ok(Ok(toolkit)) => toolkit,
+        Ok(Err(e)) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),
+        Err(e) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),
+    };
+    for note in &toolkit.notes {
+        sink.progress(note);
+    }
+    let resume = invocation::resumable_session(&params, &config, &toolkit).unwrap_or_else(|why| {
+        sink.progress(&why);
+        None
+    });
+    Ok(Prepared {
+        params,
+        config,
+        facts,
+        kube,
+        namespace,
+        toolkit,
+        resume,
+        sessions,
+        settings: services.settings.clone(),
+        sink,
+    })
+}
+
+/// The namespace of the Jobs: the configured one, else the Paperclip pod's, else the client's default.
+pub fn namespace(config: &AgentConfig, facts: &PodFacts, kube: &KubeCtx) -> String {
+    config
+        .namespace
+        .clone()
+        .or_else(|| (!facts.namespace.is_empty()).then(|| facts.namespace.clone()))
+        .unwrap_or_else(|| kube.default_namespace.clone())
+}

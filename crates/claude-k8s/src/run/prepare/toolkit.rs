@@ -8,7 +8,7 @@ use crate::run::prepare::prompt_bundle::{self, BundleError, BundleInput, PromptB
 use crate::serve::protocol::ExecuteParams;
 
 #[derive(Debug, Clone, Default)]
-pub struct Capabilities {
+pub struct Toolkit {
     /// `None` only where no bundle was prepared (unit tests of the invocation): the configured instructions path
     /// is then passed as is.
     pub bundle: Option<PromptBundle>,
@@ -19,7 +19,7 @@ pub struct Capabilities {
     pub notes: Vec<String>,
 }
 
-impl Capabilities {
+impl Toolkit {
     /// No bundle, and the MCP servers of the params.
     pub fn without_bundle(params: &ExecuteParams) -> Self {
         let mcp = mcp::servers(&params.runtime_mcp_servers);
@@ -33,8 +33,8 @@ impl Capabilities {
 
 /// Reads the instructions file and the skill sources (on the server's filesystem) and writes the bundle onto the
 /// shared volume. An unreadable instructions file is a warning, as in claude_local: the run goes on without it.
-pub fn prepare(params: &ExecuteParams, config: &AgentConfig) -> Result<Capabilities, BundleError> {
-    let mut caps = Capabilities::without_bundle(params);
+pub fn prepare(params: &ExecuteParams, config: &AgentConfig) -> Result<Toolkit, BundleError> {
+    let mut caps = Toolkit::without_bundle(params);
     caps.notes
         .extend(params.prompt_bundle.warnings.iter().cloned());
     let instructions = config.instructions_file_path.as_deref().and_then(|path| {

@@ -1,0 +1,190 @@
+//! Launch: create the run Secret and the Job (retrying what passes), make the Job own its Secret, or take up the
+//! adopted Job instead. Either way the run gets a [`JobRef`]: the Job and the selector of its own pods.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::k8s::errors::{self as kube_errors, api_error};
+use crate::k8s::labels;
+use crate::run::claim::Target;
+use crate::run::outcome::{ErrorCode, failure, failure_with_hint};
+use crate::run::plan::invocation::Invocation;
+use crate::run::plan::{Planned, RunManifests};
+use crate::run::prepare::Prepared;
+use crate::run::prepare::secrets::is_secret_name;
+
+/// A Job the run follows: its name, and the selector of its own pods (by uid, [`labels::pods_of`]).
+#[derive(Debug, Clone)]
+pub struct JobRef {
+    pub name: String,
+    pub pods: String,
+}
+
+/// How many times a create is tried when the API server answers with a transient error.
+const CREATE_ATTEMPTS: u32 = 5;
+
+/// Creates the planned Job (or takes up the adopted `job`); a failure is the run's result.
+pub async fn launch(
+    run: &Prepared<'_>,
+    job: &str,
+    target: &Target,
+    planned: &Planned,
+) -> Result<JobRef, Value> {
+    let uid = match target {
+        Target::Create => create(run, &planned.manifests)
+            .await?
+            .metadata
+            .uid
+            .unwrap_or_default(),
+        Target::Adopt { uid, finished } => {
+            run.sink.progress(&format!(
+                "adopting Job {job} of the same task and session: {}; following it from its first line",
+                if *finished {
+                    "it finished while no adapter process watched it, its result is read from its pod"
+                } else {
+                    "its supervising process is gone (a restart) and it is still running"
+                }
+            ));
+            uid.clone()
+        }
+    };
+    Ok(JobRef {
+        name: job.to_owned(),
+        pods: labels::pods_of(&uid),
+    })
+}
+
+/// Paperclip's AdapterInvocationMeta of the attempt: how claude is invoked, env values that say secret masked.
+pub fn invocation_meta(inv: &Invocation, job_name: &str, namespace: &str) -> Value {
+    let env: serde_json::Map<String, Value> = inv
+        .env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                json!(if is_secret_name(k) {
+                    "***REDACTED***"
+                } else {
+                    v.as_str()
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "adapterType": labels::ADAPTER_TYPE_VALUE,
+        "command": "claude",
+        "cwd": inv.cwd,
+        "commandArgs": inv.args,
+        "commandNotes": [format!("Kubernetes Job {namespace}/{job_name}; prompt on stdin from the run Secret")],
+        "env": env,
+        "prompt": inv.prompt,
+        "promptMetrics": inv.prompt_metrics,
+    })
+}
+
+/// Creates the run Secret, then the Job, then makes the Job own the Secret so garbage collection removes it.
+async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Value> {
+    let secrets = run.api::<Secret>();
+    let jobs = run.api::<Job>();
+    let pp = PostParams::default();
+    let secret_name = m.secret.metadata.name.clone().unwrap_or_default();
+    let job_name = m.job.metadata.name.clone().unwrap_or_default();
+    let request = |resource| kube_errors::Request {
+        verb: "create",
+        group: if resource == "jobs" { "batch" } else { "" },
+        resource,
+        namespace: &run.namespace,
+    };
+    let on_retry = |what: &'static str| {
+        move |attempt: u32, e: &kube::Error, wait: Duration| {
+            run.sink.progress(&format!(
+                "cannot {what} yet ({}); retry {attempt} of {} in {:.1} s",
+                kube_errors::short(e),
+                CREATE_ATTEMPTS - 1,
+                wait.as_secs_f64()
+            ));
+        }
+    };
+    let created = kube_errors::with_retries(
+        CREATE_ATTEMPTS,
+        kube_errors::BACKOFF_BASE,
+        || secrets.create(&pp, &m.secret),
+        on_retry("create the run Secret"),
+    )
+    .await;
+    if let Err(e) = created {
+        return Err(create_failure(
+            ErrorCode::SecretCreateFailed,
+            &request("secrets"),
+            &e,
+        ));
+    }
+    let created = kube_errors::with_retries(
+        CREATE_ATTEMPTS,
+        kube_errors::BACKOFF_BASE,
+        || jobs.create(&pp, &m.job),
+        on_retry("create the Job"),
+    )
+    .await;
+    let job = match created {
+        Ok(Some(job)) => job,
+        // An earlier try created it and its answer was lost.
+        Ok(None) => match jobs.get(&job_name).await {
+            Ok(job) => job,
+            Err(e) => {
+                let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
+                return Err(failure(
+                    ErrorCode::JobCreateFailed,
+                    api_error("read the created Job", &e),
+                ));
+            }
+        },
+        Err(e) => {
+            let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
+            return Err(create_failure(
+                ErrorCode::JobCreateFailed,
+                &request("jobs"),
+                &e,
+            ));
+        }
+    };
+    run.sink.progress(&format!(
+        "Job {job_name} created in namespace {}",
+        run.namespace
+    ));
+    let owner = OwnerReference {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        name: job.metadata.name.clone().unwrap_or_default(),
+        uid: job.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(false),
+        block_owner_deletion: Some(false),
+    };
+    let patch = json!({"metadata": {"ownerReferences": [owner]}});
+    if let Err(e) = secrets
+        .patch(&secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        // Not fatal: cleanup deletes the Secret by name, and `claude-k8s gc` by label.
+        tracing::warn!(error = %e, secret = %secret_name, "cannot give the run Secret an owner");
+    }
+    Ok(job)
+}
+
+/// A failed create: RBAC and quota refusals get their own codes; the server's words and the fix either way.
+fn create_failure(code: ErrorCode, req: &kube_errors::Request, e: &kube::Error) -> Value {
+    let code = match kube_errors::kind(e) {
+        kube_errors::Kind::Forbidden => ErrorCode::Forbidden,
+        kube_errors::Kind::Quota => ErrorCode::QuotaExceeded,
+        _ => code,
+    };
+    match kube_errors::describe(req, e) {
+        (message, Some(hint)) => failure_with_hint(code, &message, &hint),
+        (message, None) => failure(code, message),
+    }
+}

@@ -1,0 +1,246 @@
+use super::*;
+use crate::run::prepare::pod_facts::tests::paperclip_pod;
+use crate::serve::protocol::ExecuteParams;
+use serde_json::{Value, json};
+
+pub(super) fn manifests(config: Value, prompt: &str) -> Result<RunManifests, PlanError> {
+    manifests_with_mcp(config, prompt, None)
+}
+
+pub(super) fn manifests_with_mcp(
+    config: Value,
+    prompt: &str,
+    mcp_config: Option<&str>,
+) -> Result<RunManifests, PlanError> {
+    let params: ExecuteParams = serde_json::from_value(json!({
+        "runId": "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb",
+        "agent": {"id": "0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaaa", "companyId": "c0", "name": "Ada"},
+        "prompt": {"fresh": prompt},
+        "context": {"paperclipWorkspace": {"cwd": "/paperclip/instances/default/workspaces/a", "source": "agent_home"}},
+        "paperclipEnv": {"PAPERCLIP_RUN_ID": "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb"}
+    }))
+    .unwrap();
+    let config = AgentConfig::parse(config.as_object().unwrap()).unwrap();
+    let facts = PodFacts::from_pod(&paperclip_pod());
+    let inv = Invocation::build(&params, &config, &facts, None);
+    let id = RunIdentity {
+        agent_id: params.agent.id.clone(),
+        run_id: params.run_id.clone(),
+        company_id: "c0".into(),
+        task_id: Some("t1".into()),
+        session_id: None,
+    };
+    plan(
+        &RunPlanInput {
+            identity: &id,
+            agent_name: "Ada",
+            namespace: "paperclip",
+            invocation: &inv,
+            auth_token: Some("jwt-secret"),
+            mcp_config,
+        },
+        &config,
+        &facts,
+    )
+}
+
+pub(super) fn as_json(job: &Job) -> Value {
+    serde_json::to_value(job).unwrap()
+}
+
+#[test]
+fn job_fields_use_the_exact_kubernetes_names() {
+    // 1.20 silently drops unknown fields, so the serialized names are checked here, not on the cluster.
+    let j = as_json(&manifests(json!({"timeoutSec": 60}), "hi").unwrap().job);
+    assert_eq!(j["apiVersion"], "batch/v1");
+    assert_eq!(j["kind"], "Job");
+    assert_eq!(j["spec"]["backoffLimit"], 0);
+    assert_eq!(j["spec"]["ttlSecondsAfterFinished"], 300);
+    assert_eq!(j["spec"]["activeDeadlineSeconds"], 60 + 60 + 300);
+    let pod = &j["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["terminationGracePeriodSeconds"], 60);
+    assert_eq!(pod["volumes"][2]["secret"]["optional"], true);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsUser"], 1000);
+    assert_eq!(pod["securityContext"]["runAsGroup"], 1000);
+    assert_eq!(pod["securityContext"]["fsGroup"], 1000);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["fsGroupChangePolicy"],
+        "OnRootMismatch"
+    );
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["imagePullSecrets"][0]["name"], "regcred");
+    assert_eq!(pod["dnsPolicy"], "None");
+    assert_eq!(pod["initContainers"][0]["name"], "write-prompt");
+    assert_eq!(pod["initContainers"][0]["image"], "busybox:1.36");
+    let c = &pod["containers"][0];
+    assert_eq!(c["name"], "claude");
+    assert_eq!(c["image"], "ghcr.io/acme/paperclip:1.2");
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(c["workingDir"], "/paperclip/instances/default/workspaces/a");
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert_eq!(c["resources"]["requests"]["cpu"], "1000m");
+    assert_eq!(c["resources"]["limits"]["memory"], "8Gi");
+    assert_eq!(
+        c["command"][2],
+        "exec claude \"$@\" < /var/run/claude-k8s/prompt/prompt.txt"
+    );
+    assert_eq!(c["args"][0], "--print");
+    assert!(
+        c.get("ports").is_none()
+            && c.get("livenessProbe").is_none()
+            && c.get("lifecycle").is_none()
+    );
+}
+
+#[test]
+fn only_the_paperclip_pods_whitelist_is_inherited() {
+    let j = as_json(&manifests(json!({}), "hi").unwrap().job);
+    let pod = &j["spec"]["template"]["spec"];
+    assert!(pod.get("nodeName").is_none());
+    assert!(pod.get("serviceAccountName").is_none());
+    assert_eq!(
+        pod["containers"].as_array().unwrap().len(),
+        1,
+        "no istio sidecar"
+    );
+    assert_eq!(
+        pod["initContainers"].as_array().unwrap().len(),
+        1,
+        "no istio-init"
+    );
+    let volumes: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        volumes,
+        ["paperclip-data", "prompt", "run-secret", "keys"],
+        "no token volume, no envoy emptyDir"
+    );
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "paperclip-data"
+    );
+    let labels = j["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap();
+    assert!(!labels.contains_key("app") && !labels.contains_key("pod-template-hash"));
+}
+
+#[test]
+fn the_token_is_a_secret_ref_and_never_in_the_job() {
+    let m = manifests(json!({}), "hi").unwrap();
+    let text = serde_json::to_string(&m.job).unwrap();
+    assert!(!text.contains("jwt-secret"));
+    let env = as_json(&m.job)["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    let key = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PAPERCLIP_API_KEY")
+        .unwrap();
+    assert_eq!(key["valueFrom"]["secretKeyRef"]["key"], API_KEY_KEY);
+    assert_eq!(
+        m.secret.data.as_ref().unwrap()[API_KEY_KEY].0,
+        b"jwt-secret"
+    );
+}
+
+#[test]
+fn env_is_deduplicated_with_later_layers_winning() {
+    let m = manifests(
+        json!({"env": {"ANTHROPIC_API_KEY": "override", "EXTRA": "1"}}),
+        "hi",
+    )
+    .unwrap();
+    let env = m.job.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let keys: Vec<_> = env
+        .iter()
+        .filter(|e| e.name == "ANTHROPIC_API_KEY")
+        .collect();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].value.as_deref(), Some("override"));
+    assert!(
+        env.iter()
+            .any(|e| e.name == "MODE" && e.value_from.is_some())
+    );
+    assert_eq!(
+        env.iter()
+            .find(|e| e.name == "HOME")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("/paperclip")
+    );
+}
+
+#[test]
+fn a_one_mib_prompt_fits_compressed() {
+    let prompt: String = (0..1024 * 1024 / 40)
+        .map(|i| format!("line {i:08} of a long task description........\n"))
+        .collect();
+    assert!(prompt.len() >= 1024 * 1024);
+    let m = manifests(json!({}), &prompt).unwrap();
+    let gz = &m.secret.data.as_ref().unwrap()[PROMPT_KEY].0;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+    assert_eq!(out, prompt);
+}
+
+#[test]
+fn pod_spec_patch_is_applied_last() {
+    let m = manifests(
+        json!({"podSpecPatch": {"hostNetwork": true, "runtimeClassName": "gvisor"}}),
+        "hi",
+    )
+    .unwrap();
+    let pod = m.job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(pod.runtime_class_name.as_deref(), Some("gvisor"));
+}
+
+#[test]
+fn user_labels_and_scheduling_fields() {
+    let m = manifests(
+        json!({"labels": {"team": "core"}, "nodeSelector": {"pool": "agents"},
+               "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+               "serviceAccountName": "agent-sa"}),
+        "hi",
+    )
+    .unwrap();
+    let j = as_json(&m.job);
+    assert_eq!(j["metadata"]["labels"]["team"], "core");
+    assert_eq!(j["metadata"]["labels"]["paperclip.io/task-id"], "t1");
+    let pod = &j["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"]["pool"], "agents");
+    assert_eq!(pod["tolerations"][0]["key"], "gpu");
+    assert_eq!(pod["serviceAccountName"], "agent-sa");
+    assert_eq!(pod["automountServiceAccountToken"], true);
+}
+
+pub(super) fn pod_of(config: Value) -> Value {
+    as_json(&manifests(config, "hi").unwrap().job)["spec"]["template"]["spec"].clone()
+}
+
+pub(super) fn both_containers(pod: &Value) -> [&Value; 2] {
+    [&pod["initContainers"][0], &pod["containers"][0]]
+}
+
+// Safe inheritance and the security context, one rule per test, on the real-looking pod of
+// pod_facts::tests::paperclip_pod (istio sidecar and init, probes, ports, lifecycle hook, projected and legacy
+// token volumes, selector labels, nodeName, serviceAccountName).
+
+mod fields;
+mod rules;
