@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmarks of issue 8 on the real stage (crates/claude-k8s/tests/bench.rs, built --release).
+# `make bench`: the benchmarks of issue 8 on the real stage (crates/claude-k8s/tests/bench, built --release).
 # Writes bench/results.json and BENCHMARKS.md; BENCH_QUICK=1 runs a 3-run smoke into target/bench instead.
 # Brings the stage up first if it is not running. Takes about 15 minutes (the 300 s run and 100 pods dominate).
 set -euo pipefail

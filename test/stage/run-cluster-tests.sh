@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the end-to-end tests that need the real stage: the cluster suites (crates/claude-k8s/tests/cluster*.rs) and
+# Runs the end-to-end tests that need the real stage: the stage tests (crates/claude-k8s/tests/stage, one binary) and
 # the fake API's real-CLI tests. Brings the cluster up first if it is not running.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,9 +19,9 @@ export CLAUDE_K8S_REQUIRE_STAGE=1
 export CLAUDE_BIN=${CLAUDE_BIN:-$(test/stage/claude-cli.sh path)}
 # The real-CLI tests of the fake API (host processes, run as UID 1000 by the tests themselves).
 cargo test -p fake-anthropic --test real_cli -- --include-ignored
-# The cluster suites (the pipeline; configuration, checks and Bedrock; failures; instructions, skills and MCP
-# tools). Two tests at a time: each run is a pod on the one node.
-cargo test -p claude-k8s --test cluster --test cluster_config --test cluster_failures --test cluster_capabilities -- \
-  --ignored --test-threads 2
-# Races, adoption, log resilience and masking, one test at a time: one of them restarts the API server.
-cargo test -p claude-k8s --test cluster_resilience -- --ignored --test-threads 1
+# The stage tests but `resilience::` (the pipeline; configuration, checks and Bedrock; failures; instructions, skills
+# and MCP tools). Two tests at a time: each run is a pod on the one node.
+cargo test -p claude-k8s --test stage -- --ignored --test-threads 2 --skip resilience::
+# `resilience::` (races, adoption, log resilience and masking), one test at a time: one of them restarts the API
+# server.
+cargo test -p claude-k8s --test stage -- --ignored --test-threads 1 resilience::

@@ -2,36 +2,17 @@
 //! supervising process died, a transcript that loses and repeats nothing when connections break, and secrets
 //! masked in everything forwarded.
 //!
-//! Needs `make cluster-up`; run with
-//! `cargo test -p claude-k8s --test cluster_resilience -- --ignored --test-threads 1`
-//! (one at a time: the log test restarts the API server, which every other run would feel).
-
-mod stage;
+//! One at a time (`make test-cluster` runs `resilience::` with `--test-threads 1`): the log test restarts the API
+//! server, which every other run would feel.
 
 use std::time::{Duration, Instant};
 
 use fake_anthropic::FakeAnthropic;
 use fault_proxy::FaultProxy;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::Api;
-use kube::api::ListParams;
 use serde_json::{Value, json};
-use stage::{RUN_TOKEN, RunRecord, Serve, Stage};
 
-fn dump(r: &RunRecord) -> String {
-    format!("{:#}\n--- log ---\n{}", r.result, r.log_text())
-}
-
-/// Claude's stdout lines as forwarded, without the adapter's own progress lines.
-fn transcript_lines(r: &RunRecord) -> Vec<String> {
-    r.logs
-        .iter()
-        .filter(|(stream, _)| stream == "stdout")
-        .flat_map(|(_, chunk)| chunk.lines().map(str::to_owned).collect::<Vec<_>>())
-        .filter(|l| !l.starts_with("[claude-k8s]"))
-        .collect()
-}
+use crate::support::{NAMESPACE, RUN_TOKEN, RunRecord, Serve, Stage, World, repo_root};
 
 /// How many claude processes talked to the fake API (each sends its own `x-claude-code-session-id`).
 fn claude_processes(fake: &FakeAnthropic) -> usize {
@@ -40,14 +21,6 @@ fn claude_processes(fake: &FakeAnthropic) -> usize {
         .filter_map(|r| r.headers.get("x-claude-code-session-id").cloned())
         .collect::<std::collections::BTreeSet<_>>()
         .len()
-}
-
-async fn agent_jobs(stage: &Stage, agent: &str) -> Vec<Job> {
-    let jobs: Api<Job> = Api::namespaced(stage.admin_client().await, "paperclip");
-    jobs.list(&ListParams::default().labels(&format!("paperclip.io/agent-id={agent}")))
-        .await
-        .unwrap()
-        .items
 }
 
 /// Params of one run of `agent` for task `task`, with its own run id.
@@ -66,19 +39,12 @@ fn task_params(
     p
 }
 
-/// Starts a run of `task` in a serve process, waits until claude talks to the (held) model, then kills the
-/// process with SIGKILL: the Job is left running with nobody watching it.
-async fn orphan_a_held_run(
-    stage: &Stage,
-    fake: &FakeAnthropic,
-    agent: &str,
-    config: &Value,
-    prompt: &str,
-    task: &str,
-) {
-    let mut first = Serve::start(stage);
+/// Starts a run of `task` in a serve process of its own, waits until claude talks to the (held) model, then kills
+/// the process with SIGKILL: the Job is left running with nobody watching it.
+async fn orphan_a_held_run(world: &World, agent: &str, config: &Value, prompt: &str, task: &str) {
+    let mut first = Serve::start(&world.stage);
     let p = task_params(
-        stage,
+        &world.stage,
         agent,
         config,
         prompt,
@@ -86,7 +52,7 @@ async fn orphan_a_held_run(
         task,
     );
     let id = first.send_execute(&p).await;
-    assert!(fake.wait_for_held(Duration::from_secs(120)).await);
+    assert!(world.fake.wait_for_held(Duration::from_secs(120)).await);
     assert!(
         first
             .wait_for_log(&id, Duration::from_secs(30), |l| l
@@ -103,15 +69,14 @@ async fn orphan_a_held_run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn twenty_concurrent_executes_from_two_processes_make_one_job() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let mut serves = [Serve::start(&stage), Serve::start(&stage)];
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({"graceSec": 2}));
+    let mut world = World::start().await;
+    let mut replica = Serve::start(&world.stage);
+    let (agent, config) = world.new_agent(json!({"graceSec": 2}));
+    let mut serves = [&mut world.serve, &mut replica];
     let mut sent: Vec<(usize, String)> = Vec::new();
     for i in 0..20 {
         let p = task_params(
-            &stage,
+            &world.stage,
             &agent,
             &config,
             "Hold [[fake:hold Working on it]]",
@@ -127,7 +92,7 @@ async fn twenty_concurrent_executes_from_two_processes_make_one_job() {
     let mut refused: Vec<RunRecord> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while refused.len() < 19 && Instant::now() < deadline {
-        for serve in &mut serves {
+        for serve in serves.iter_mut() {
             for id in serve.collect_for(Duration::from_millis(200)).await {
                 refused.push(serve.take(&id));
             }
@@ -140,7 +105,7 @@ async fn twenty_concurrent_executes_from_two_processes_make_one_job() {
         refused.len(),
         refused.iter().map(|r| r.result.clone()).collect::<Vec<_>>()
     );
-    let jobs = agent_jobs(&stage, &agent).await;
+    let jobs = world.stage.agent_jobs(&agent).await;
     assert_eq!(jobs.len(), 1, "exactly one Job for the agent");
     let job = jobs[0].metadata.name.clone().unwrap();
     for r in &refused {
@@ -148,7 +113,7 @@ async fn twenty_concurrent_executes_from_two_processes_make_one_job() {
             r.result["errorCode"],
             "k8s_concurrent_run_blocked",
             "{}",
-            dump(r)
+            r.dump()
         );
         let msg = r.result["errorMessage"].as_str().unwrap();
         assert!(
@@ -156,83 +121,74 @@ async fn twenty_concurrent_executes_from_two_processes_make_one_job() {
             "the refusal names the blocking Job {job}: {msg}"
         );
     }
-    let leases: Api<Lease> = Api::namespaced(stage.admin_client().await, "paperclip");
-    let held = leases
-        .list(&ListParams::default().labels(&format!("paperclip.io/agent-id={agent}")))
-        .await
-        .unwrap();
-    assert_eq!(held.items.len(), 1);
+    let held = world.stage.agent_objects::<Lease>(NAMESPACE, &agent).await;
+    assert_eq!(held.len(), 1);
     assert_eq!(
-        held.items[0]
-            .spec
-            .as_ref()
-            .unwrap()
-            .holder_identity
-            .as_deref(),
+        held[0].spec.as_ref().unwrap().holder_identity.as_deref(),
         Some(job.as_str()),
         "the agent's Lease names the one Job"
     );
 
     // Another agent runs meanwhile, unhindered.
-    let other = stage::uuid();
-    let other_config = stage.agent_config(&fake, &other, json!({}));
-    let other_run = serves[0]
-        .execute(&stage.params(&other, &other_config, "Say [[fake:text hello]]", None))
-        .await;
-    assert_eq!(other_run.result["exitCode"], 0, "{}", dump(&other_run));
+    let other = world.agent();
+    let other_config = world.config(&other, json!({}));
+    let serves = [&mut world.serve, &mut replica];
+    let other_params = world
+        .stage
+        .params(&other, &other_config, "Say [[fake:text hello]]", None);
+    let other_run = serves[0].execute(&other_params).await;
+    assert_eq!(other_run.result["exitCode"], 0, "{}", other_run.dump());
 
-    assert!(fake.wait_for_held(Duration::from_secs(120)).await);
-    fake.release();
+    assert!(world.fake.wait_for_held(Duration::from_secs(120)).await);
+    world.fake.release();
     let (which, id) = sent
         .iter()
         .find(|(w, id)| serves[*w].has_pending(id))
         .cloned()
         .expect("one execute is still running");
     let winner = serves[which].wait_result(&id).await;
-    assert_eq!(winner.result["exitCode"], 0, "{}", dump(&winner));
-    stage.assert_nothing_left(&agent).await;
-    stage.assert_nothing_left(&other).await;
-    for s in serves {
-        s.shutdown().await;
-    }
+    assert_eq!(winner.result["exitCode"], 0, "{}", winner.dump());
+    world.assert_nothing_left(&agent).await;
+    world.assert_nothing_left(&other).await;
+    replica.shutdown().await;
+    world.finish().await;
 }
 
 /// The serve process dies mid-run (SIGKILL): the Job keeps running, and the next execute of the same task and
-/// session adopts it, forwards its transcript from the first line exactly once, and records its result.
+/// session, in another serve process (the world's), adopts it, forwards its transcript from the first line
+/// exactly once, and records its result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn a_new_serve_process_adopts_a_running_job() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({"graceSec": 2}));
+    let mut world = World::start().await;
+    let (agent, config) = world.new_agent(json!({"graceSec": 2}));
     let prompt = "Hold [[fake:hold Still working]]";
-    orphan_a_held_run(&stage, &fake, &agent, &config, prompt, "task-a").await;
-    let jobs = agent_jobs(&stage, &agent).await;
+    orphan_a_held_run(&world, &agent, &config, prompt, "task-a").await;
+    let jobs = world.stage.agent_jobs(&agent).await;
     assert_eq!(jobs.len(), 1, "the Job outlives its supervisor");
     let job = jobs[0].metadata.name.clone().unwrap();
 
-    let mut second = Serve::start(&stage);
     let p2 = task_params(
-        &stage,
+        &world.stage,
         &agent,
         &config,
         prompt,
         &format!("run-{agent}-2"),
         "task-a",
     );
-    let id = second.send_execute(&p2).await;
+    let id = world.serve.send_execute(&p2).await;
     assert!(
-        second
+        world
+            .serve
             .wait_for_log(&id, Duration::from_secs(60), |l| l.contains("adopting Job"))
             .await,
         "the new process says it adopts the Job"
     );
-    fake.release();
-    let run = second.wait_result(&id).await;
-    assert_eq!(run.result["exitCode"], 0, "{}", dump(&run));
+    world.fake.release();
+    let run = world.serve.wait_result(&id).await;
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
     assert!(run.log_text().contains(&job), "{}", run.log_text());
-    let lines = transcript_lines(&run);
+    let lines = run.transcript_lines();
     let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
     assert_eq!(
         count("\"subtype\":\"init\""),
@@ -247,12 +203,11 @@ async fn a_new_serve_process_adopts_a_running_job() {
         run.log_text()
     );
     assert_eq!(
-        claude_processes(&fake),
+        claude_processes(&world.fake),
         1,
         "one claude process ever ran (none was started after the restart)"
     );
-    stage.assert_nothing_left(&agent).await;
-    second.shutdown().await;
+    world.finish().await;
 }
 
 /// A Job that finished while no serve process watched it: the next execute of the same task and session reads
@@ -260,17 +215,15 @@ async fn a_new_serve_process_adopts_a_running_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn a_job_that_finished_unwatched_is_recovered_once() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({"graceSec": 2}));
+    let mut world = World::start().await;
+    let (agent, config) = world.new_agent(json!({"graceSec": 2}));
     let prompt = "Hold [[fake:hold Done soon]]";
-    orphan_a_held_run(&stage, &fake, &agent, &config, prompt, "task-b").await;
-    fake.release();
+    orphan_a_held_run(&world, &agent, &config, prompt, "task-b").await;
+    world.fake.release();
     // Wait (bounded) for the Job to complete with nobody watching.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let jobs = agent_jobs(&stage, &agent).await;
+        let jobs = world.stage.agent_jobs(&agent).await;
         let done = jobs.first().is_some_and(|j| {
             j.status
                 .as_ref()
@@ -287,19 +240,18 @@ async fn a_job_that_finished_unwatched_is_recovered_once() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let requests = fake.message_requests().len();
+    let requests = world.fake.message_requests().len();
 
-    let mut second = Serve::start(&stage);
     let p2 = task_params(
-        &stage,
+        &world.stage,
         &agent,
         &config,
         prompt,
         &format!("run-{agent}-2"),
         "task-b",
     );
-    let run = second.execute(&p2).await;
-    assert_eq!(run.result["exitCode"], 0, "{}", dump(&run));
+    let run = world.serve.execute(&p2).await;
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
     assert!(
         run.log_text()
             .contains("finished while no adapter process watched it")
@@ -311,34 +263,33 @@ async fn a_job_that_finished_unwatched_is_recovered_once() {
             .contains("Done soon")
             || run.log_text().contains("Done soon"),
         "{}",
-        dump(&run)
+        run.dump()
     );
     assert_eq!(
-        fake.message_requests().len(),
+        world.fake.message_requests().len(),
         requests,
         "claude was not run again"
     );
-    assert_eq!(claude_processes(&fake), 1);
-    stage.assert_nothing_left(&agent).await;
+    assert_eq!(claude_processes(&world.fake), 1);
+    world.assert_nothing_left(&agent).await;
 
     // Recorded once: the next execute of that task starts new work instead of reporting it again.
     let p3 = task_params(
-        &stage,
+        &world.stage,
         &agent,
         &config,
         "Say [[fake:text again]]",
         &format!("run-{agent}-3"),
         "task-b",
     );
-    let again = second.execute(&p3).await;
-    assert_eq!(again.result["exitCode"], 0, "{}", dump(&again));
+    let again = world.serve.execute(&p3).await;
+    assert_eq!(again.result["exitCode"], 0, "{}", again.dump());
     assert!(
         !again.log_text().contains("adopting"),
         "{}",
         again.log_text()
     );
-    stage.assert_nothing_left(&agent).await;
-    second.shutdown().await;
+    world.finish().await;
 }
 
 /// 10,000 lines through a proxy that cuts every connection 20 times, with one API server restart in between:
@@ -347,25 +298,19 @@ async fn a_job_that_finished_unwatched_is_recovered_once() {
 #[ignore = "needs the real stage: make cluster-up"]
 async fn the_transcript_survives_cut_connections_and_an_apiserver_restart() {
     const LINES: usize = 10_000;
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let proxy = FaultProxy::start(stage.apiserver_addr()).await.unwrap();
-    let agent = stage::uuid();
-    let config = stage.agent_config(
-        &fake,
-        &agent,
-        json!({
-            "kubeconfig": stage.kubeconfig_via(proxy.addr()),
-            "image": stage.replay_image,
-            "env": {"REPLAY_LINES": LINES.to_string(), "REPLAY_BATCH": "50", "REPLAY_PAUSE_MS": "250"},
-        }),
-    );
-    let mut serve = Serve::start(&stage);
-    let id = serve
-        .send_execute(&stage.params(&agent, &config, "replay", None))
-        .await;
+    let mut world = World::start().await;
+    let proxy = FaultProxy::start(world.stage.apiserver_addr())
+        .await
+        .unwrap();
+    let (agent, config) = world.new_agent(json!({
+        "kubeconfig": world.stage.kubeconfig_via(proxy.addr()),
+        "image": world.stage.replay_image,
+        "env": {"REPLAY_LINES": LINES.to_string(), "REPLAY_BATCH": "50", "REPLAY_PAUSE_MS": "250"},
+    }));
+    let id = world.send(&agent, &config, "replay").await;
     assert!(
-        serve
+        world
+            .serve
             .wait_for_log(&id, Duration::from_secs(120), |l| l
                 .contains("replay line 1 of"))
             .await,
@@ -376,7 +321,7 @@ async fn the_transcript_survives_cut_connections_and_an_apiserver_restart() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         cuts += proxy.cut_all();
         if i == 10 {
-            let out = std::process::Command::new(stage::repo_root().join("test/stage/cluster.sh"))
+            let out = std::process::Command::new(repo_root().join("test/stage/cluster.sh"))
                 .arg("restart-apiserver")
                 .output()
                 .unwrap();
@@ -387,15 +332,15 @@ async fn the_transcript_survives_cut_connections_and_an_apiserver_restart() {
             );
         }
         // Keep the serve's messages flowing while the faults happen.
-        serve.collect_for(Duration::from_millis(10)).await;
+        world.serve.collect_for(Duration::from_millis(10)).await;
     }
     eprintln!(
         "cut {cuts} connections in 20 rounds; {} accepted",
         proxy.accepted()
     );
-    let run = serve.wait_result(&id).await;
-    assert_eq!(run.result["exitCode"], 0, "{}", dump(&run));
-    let lines = transcript_lines(&run);
+    let run = world.serve.wait_result(&id).await;
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
+    let lines = run.transcript_lines();
     assert_eq!(lines.len(), LINES + 2, "init, {LINES} lines, result");
     assert!(lines[0].contains("\"subtype\":\"init\""));
     for (i, line) in lines[1..=LINES].iter().enumerate() {
@@ -407,8 +352,7 @@ async fn the_transcript_survives_cut_connections_and_an_apiserver_restart() {
         cuts >= 20,
         "the proxy broke live connections in every round ({cuts})"
     );
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.finish().await;
 }
 
 /// A line of 1.5 MiB with multi-byte characters at its ends reaches the host intact.
@@ -416,20 +360,13 @@ async fn the_transcript_survives_cut_connections_and_an_apiserver_restart() {
 #[ignore = "needs the real stage: make cluster-up"]
 async fn a_line_over_one_mib_arrives_intact() {
     const BYTES: usize = 1_572_864;
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let agent = stage::uuid();
-    let config = stage.agent_config(
-        &fake,
-        &agent,
-        json!({"image": stage.replay_image, "env": {"REPLAY_LINES": "3", "REPLAY_LONG_BYTES": BYTES.to_string()}}),
+    let mut world = World::start().await;
+    let (agent, config) = world.new_agent(
+                json!({"image": world.stage.replay_image, "env": {"REPLAY_LINES": "3", "REPLAY_LONG_BYTES": BYTES.to_string()}}),
     );
-    let mut serve = Serve::start(&stage);
-    let run = serve
-        .execute(&stage.params(&agent, &config, "replay", None))
-        .await;
-    assert_eq!(run.result["exitCode"], 0, "{}", dump(&run));
-    let lines = transcript_lines(&run);
+    let run = world.run(&agent, &config, "replay").await;
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
+    let lines = run.transcript_lines();
     let long = lines
         .iter()
         .find(|l| l.contains("msg_long"))
@@ -439,8 +376,7 @@ async fn a_line_over_one_mib_arrives_intact() {
     assert_eq!(text.len(), BYTES + "é".len() + "🦀".len());
     assert!(text.starts_with("éxxx") && text.ends_with("xxx🦀"));
     assert_eq!(lines.len(), 3 + 3, "init, long line, 3 lines, result");
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.finish().await;
 }
 
 /// The run's token and secret env values the agent prints are masked in the forwarded transcript and result.
@@ -448,21 +384,17 @@ async fn a_line_over_one_mib_arrives_intact() {
 #[ignore = "needs the real stage: make cluster-up"]
 async fn known_secrets_are_masked_in_everything_forwarded() {
     const SERVICE_TOKEN: &str = "svc-token-5up3r-s3cr3t-value";
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let agent = stage::uuid();
-    let mut config = stage.agent_config(&fake, &agent, json!({}));
+    let mut world = World::start().await;
+    let (agent, mut config) = world.new_agent(json!({}));
     config["env"]["MY_SERVICE_TOKEN"] = json!(SERVICE_TOKEN);
-    let mut serve = Serve::start(&stage);
-    let run = serve
-        .execute(&stage.params(
+    let run = world
+        .run(
             &agent,
             &config,
             "Print them [[fake:bash echo \"token=$MY_SERVICE_TOKEN key=$PAPERCLIP_API_KEY\"]]",
-            None,
-        ))
+        )
         .await;
-    assert_eq!(run.result["exitCode"], 0, "{}", dump(&run));
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
     let everything = format!("{}\n{}\n{:?}", run.log_text(), run.result, run.meta);
     assert!(everything.contains("token=***REDACTED***"), "{everything}");
     assert!(everything.contains("key=***REDACTED***"), "{everything}");
@@ -471,6 +403,5 @@ async fn known_secrets_are_masked_in_everything_forwarded() {
         "the service token leaked"
     );
     assert!(!everything.contains(RUN_TOKEN), "the run token leaked");
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.finish().await;
 }

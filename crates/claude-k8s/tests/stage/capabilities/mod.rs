@@ -4,197 +4,27 @@
 //! the Job, the log or the env); a Bash tool call reads the run's own agent from the API with `PAPERCLIP_API_URL`
 //! and `PAPERCLIP_API_KEY`; changed instructions start a fresh session with the reason in the log.
 //!
-//! A small axum server on 127.0.0.1 stands in for Paperclip's API (`GET /api/agents/me`) and an MCP server
-//! (streamable HTTP, JSON answers); pods use the host network, as in the other cluster suites.
+//! A stand-in for Paperclip's API and an MCP server ([`paperclip`]) run on 127.0.0.1; pods use the host network,
+//! as in the other stage tests.
 
-mod stage;
+mod paperclip;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use fake_anthropic::FakeAnthropic;
-use k8s_openapi::api::batch::v1::Job;
-use kube::Api;
-use kube::api::ListParams;
 use serde_json::{Value, json};
-use stage::{RUN_TOKEN, Serve, Stage};
 
-const MCP_TOKEN: &str = "mcp-token-e2e-fedcba9876543210";
-
-/// What the stand-in Paperclip saw.
-#[derive(Default)]
-struct Seen {
-    /// `Authorization` headers of MCP requests.
-    mcp_auth: Vec<String>,
-    /// JSON-RPC methods called on the MCP endpoint.
-    mcp_methods: Vec<String>,
-    /// `Authorization` headers of `GET /api/agents/me`.
-    me_auth: Vec<String>,
-}
-
-type Shared = Arc<Mutex<Seen>>;
-
-struct FakePaperclip {
-    url: String,
-    seen: Shared,
-}
-
-async fn start_fake_paperclip(agent: String) -> FakePaperclip {
-    let seen: Shared = Arc::default();
-    let me_agent = agent.clone();
-    let app = axum::Router::new()
-        .route(
-            "/api/agents/me",
-            get(move |State(seen): State<Shared>, headers: HeaderMap| {
-                let agent = me_agent.clone();
-                async move {
-                    let auth = header(&headers, "authorization");
-                    seen.lock().unwrap().me_auth.push(auth.clone());
-                    if auth == format!("Bearer {RUN_TOKEN}") {
-                        Json(json!({"id": agent, "name": "E2E agent", "adapterType": "claude_k8s"}))
-                            .into_response()
-                    } else {
-                        (StatusCode::UNAUTHORIZED, "bad token").into_response()
-                    }
-                }
-            }),
-        )
-        .route(
-            "/api/mcp/tools",
-            post(mcp).get(|| async { StatusCode::METHOD_NOT_ALLOWED }),
-        )
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    FakePaperclip { url, seen }
-}
-
-fn header(headers: &HeaderMap, name: &str) -> String {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
-}
-
-/// A minimal MCP server (streamable HTTP with plain JSON answers): one tool, `whoami`.
-async fn mcp(State(seen): State<Shared>, headers: HeaderMap, Json(req): Json<Value>) -> Response {
-    let method = req["method"].as_str().unwrap_or("").to_owned();
-    {
-        let mut s = seen.lock().unwrap();
-        s.mcp_auth.push(header(&headers, "authorization"));
-        s.mcp_methods.push(method.clone());
-    }
-    if header(&headers, "authorization") != format!("Bearer {MCP_TOKEN}") {
-        return (StatusCode::UNAUTHORIZED, "bad token").into_response();
-    }
-    let Some(id) = req.get("id").cloned() else {
-        return StatusCode::ACCEPTED.into_response(); // a notification
-    };
-    let result = match method.as_str() {
-        "initialize" => json!({
-            "protocolVersion": req["params"]["protocolVersion"].as_str().unwrap_or("2025-03-26"),
-            "capabilities": {"tools": {}},
-            "serverInfo": {"name": "fake-paperclip", "version": "1.0.0"}
-        }),
-        "tools/list" => json!({"tools": [{
-            "name": "whoami",
-            "description": "Tells which Paperclip agent is calling",
-            "inputSchema": {"type": "object", "properties": {}}
-        }]}),
-        "tools/call" => json!({"content": [{"type": "text", "text": "MCP-WHOAMI-OK"}]}),
-        "ping" => json!({}),
-        _ => {
-            return Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "not found"}}))
-                .into_response();
-        }
-    };
-    Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
-}
-
-/// An instructions file and a `paperclip` skill in a scratch directory outside the shared volume (like the
-/// server's node_modules).
-struct Sources {
-    dir: std::path::PathBuf,
-    instructions: String,
-    skill: String,
-}
-
-fn sources(tag: &str) -> Sources {
-    let dir = std::env::temp_dir().join(format!("claude-k8s-caps-{tag}"));
-    let skill = dir.join("skills/paperclip");
-    std::fs::create_dir_all(skill.join("references")).unwrap();
-    std::fs::write(
-        skill.join("SKILL.md"),
-        "---\nname: paperclip\ndescription: SKILL-MARKER-7 Read and update Paperclip issues through its API.\n---\n\n\
-         # Paperclip\n\nUse $PAPERCLIP_API_URL with the bearer $PAPERCLIP_API_KEY.\n",
-    )
-    .unwrap();
-    std::fs::write(skill.join("references/api.md"), "GET /api/agents/me\n").unwrap();
-    let instructions = dir.join("agent/AGENTS.md");
-    std::fs::create_dir_all(instructions.parent().unwrap()).unwrap();
-    std::fs::write(
-        &instructions,
-        "# Agent\n\nINSTRUCTIONS-MARKER-7: answer precisely.\n",
-    )
-    .unwrap();
-    Sources {
-        dir,
-        instructions: instructions.display().to_string(),
-        skill: skill.display().to_string(),
-    }
-}
-
-/// The adapter's own directory on the shared volume, owned by the agent's UID like everything Paperclip writes
-/// there: this suite runs `serve` as root, and a root-owned session store would lock out a Paperclip server
-/// (UID 1000) that uses the same volume later.
-fn own_shared_dirs() {
-    let dir = std::path::Path::new("/paperclip/claude-k8s/sessions");
-    std::fs::create_dir_all(dir).unwrap();
-    for d in [dir.parent().unwrap(), dir] {
-        std::os::unix::fs::chown(d, Some(1000), Some(1000)).unwrap();
-    }
-}
-
-fn capability_params(
-    stage: &Stage,
-    agent: &str,
-    config: &Value,
-    prompt: &str,
-    src: &Sources,
-    paperclip: &FakePaperclip,
-) -> Value {
-    let mut p = stage.params(agent, config, prompt, None);
-    p["runtimeMcpServers"] = json!([{
-        "name": "paperclip", "url": format!("{}/api/mcp/tools", paperclip.url),
-        "token": MCP_TOKEN, "connectionId": "conn-e2e-1"
-    }]);
-    p["promptBundle"] = json!({
-        "skills": [{"key": "paperclipai/paperclip/paperclip", "runtimeName": "paperclip", "source": src.skill}],
-        "skillLibraryManifest": "## Company skill library\n\n- paperclipai/paperclip/paperclip — enabled",
-        "instanceRoot": format!("/paperclip/test-instances/{agent}")
-    });
-    p
-}
+use crate::support::{RUN_TOKEN, World, short_id};
+use paperclip::{MCP_TOKEN, capability_params, own_shared_dirs, sources, start_fake_paperclip};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn instructions_skills_and_paperclip_tools_reach_claude_in_the_job() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let agent = stage::uuid();
+    let mut world = World::start().await;
+    let agent = world.agent();
     let paperclip = start_fake_paperclip(agent.clone()).await;
-    let src = sources(&stage::short_id());
+    let src = sources(&short_id());
     own_shared_dirs();
-    let mut serve = Serve::start(&stage);
-    let config = stage.agent_config(
-        &fake,
+    let config = world.config(
         &agent,
         json!({"instructionsFilePath": src.instructions, "paperclipApiUrl": paperclip.url}),
     );
@@ -204,25 +34,20 @@ async fn instructions_skills_and_paperclip_tools_reach_claude_in_the_job() {
     let prompt = format!(
         "Check who you are. [[fake:bash {bash}]] [[fake:tool mcp__paperclip__whoami {{}}]] [[fake:text Capabilities checked]]"
     );
-    let params = capability_params(&stage, &agent, &config, &prompt, &src, &paperclip);
-    let id = serve.send_execute(&params).await;
+    let params = capability_params(&world.stage, &agent, &config, &prompt, &src, &paperclip);
+    let id = world.serve.send_execute(&params).await;
     assert!(
-        serve
+        world
+            .serve
             .wait_for_log(&id, Duration::from_secs(120), |c| c
                 .contains("created in namespace"))
             .await,
         "the Job was created"
     );
     // The Job object as the API server holds it, while it runs.
-    let jobs: Api<Job> = Api::namespaced(stage.admin_client().await, "paperclip");
-    let job = jobs
-        .list(&ListParams::default().labels(&format!("paperclip.io/agent-id={agent}")))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
+    let job = world.stage.agent_jobs(&agent).await.remove(0);
     let job_text = serde_json::to_string(&job).unwrap();
-    let rec = serve.wait_result(&id).await;
+    let rec = world.serve.wait_result(&id).await;
     let r = &rec.result;
     let log = rec.log_text();
     assert_eq!(r["exitCode"], 0, "{r:#}\n{log}");
@@ -276,7 +101,7 @@ async fn instructions_skills_and_paperclip_tools_reach_claude_in_the_job() {
     );
 
     // What the real claude sent the model.
-    let requests = fake.message_requests();
+    let requests = world.fake.message_requests();
     let first = &requests[0];
     let system = first.system_text();
     assert!(
@@ -354,29 +179,22 @@ async fn instructions_skills_and_paperclip_tools_reach_claude_in_the_job() {
             .unwrap()
             .contains("conn-e2e-1")
     );
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.finish().await;
     let _ = std::fs::remove_dir_all(&src.dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn unchanged_bundle_resumes_and_changed_instructions_start_fresh_with_the_reason() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let agent = stage::uuid();
+    let mut world = World::start().await;
+    let agent = world.agent();
     let paperclip = start_fake_paperclip(agent.clone()).await;
-    let src = sources(&stage::short_id());
+    let src = sources(&short_id());
     own_shared_dirs();
-    let mut serve = Serve::start(&stage);
-    let config = stage.agent_config(
-        &fake,
-        &agent,
-        json!({"instructionsFilePath": src.instructions}),
-    );
+    let config = world.config(&agent, json!({"instructionsFilePath": src.instructions}));
     let run = |n: u32, saved: Option<Value>| {
         let mut p = capability_params(
-            &stage,
+            &world.stage,
             &agent,
             &config,
             &format!("Heartbeat {n} [[fake:text Answer {n}]]"),
@@ -390,7 +208,7 @@ async fn unchanged_bundle_resumes_and_changed_instructions_start_fresh_with_the_
         p
     };
 
-    let first = serve.execute(&run(1, None)).await;
+    let first = world.serve.execute(&run(1, None)).await;
     assert_eq!(
         first.result["exitCode"],
         0,
@@ -401,7 +219,7 @@ async fn unchanged_bundle_resumes_and_changed_instructions_start_fresh_with_the_
     let saved = first.result["sessionParams"].clone();
     assert!(saved["promptBundleKey"].is_string(), "{saved}");
 
-    let second = serve.execute(&run(2, Some(saved.clone()))).await;
+    let second = world.serve.execute(&run(2, Some(saved.clone()))).await;
     assert_eq!(second.result["exitCode"], 0, "{}", second.log_text());
     let args = second.meta.as_ref().unwrap()["commandArgs"].to_string();
     assert!(
@@ -416,8 +234,9 @@ async fn unchanged_bundle_resumes_and_changed_instructions_start_fresh_with_the_
         "# Agent\n\nINSTRUCTIONS-MARKER-7b: the new rules.\n",
     )
     .unwrap();
-    let before = fake.message_requests().len();
-    let third = serve
+    let before = world.fake.message_requests().len();
+    let third = world
+        .serve
         .execute(&run(3, Some(second.result["sessionParams"].clone())))
         .await;
     let log = third.log_text();
@@ -441,7 +260,7 @@ async fn unchanged_bundle_resumes_and_changed_instructions_start_fresh_with_the_
         saved["promptBundleKey"]
     );
     assert!(
-        fake.message_requests()[before]
+        world.fake.message_requests()[before]
             .system_text()
             .contains("INSTRUCTIONS-MARKER-7b"),
         "the new instructions reached the model"
@@ -460,7 +279,7 @@ async fn unchanged_bundle_resumes_and_changed_instructions_start_fresh_with_the_
         .to_owned();
     let mut bare = run(4, None);
     bare["runtime"] = json!({"sessionId": third.result["sessionId"], "sessionParams": null});
-    let fourth = serve.execute(&bare).await;
+    let fourth = world.serve.execute(&bare).await;
     let log = fourth.log_text();
     assert_eq!(fourth.result["exitCode"], 0, "{log}");
     assert!(
@@ -474,14 +293,13 @@ async fn unchanged_bundle_resumes_and_changed_instructions_start_fresh_with_the_
     // And with the bundle unchanged, the bare id resumes.
     let mut bare = run(5, None);
     bare["runtime"] = json!({"sessionId": fourth.result["sessionId"], "sessionParams": null});
-    let fifth = serve.execute(&bare).await;
+    let fifth = world.serve.execute(&bare).await;
     assert_eq!(
         fifth.result["sessionId"],
         fourth.result["sessionId"],
         "{}",
         fifth.log_text()
     );
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.finish().await;
     let _ = std::fs::remove_dir_all(&src.dir);
 }

@@ -1,11 +1,6 @@
-//! End-to-end tests on the real stage: a real Kubernetes (apiserver, controller-manager, scheduler, kubelet on
-//! dockerd), the real Claude Code CLI in the agent image, and the project's fake Messages API on 127.0.0.1.
-//!
-//! They need `make cluster-up` first and are `#[ignore]`d otherwise; `make test-cluster` runs them
-//! (test/stage/run-cluster-tests.sh). Every run goes through the real `claude-k8s serve` binary as the limited
-//! user (least privilege, deploy/role.yaml), with the stand-in "paperclip" pod as the self-introspected pod.
-
-mod stage;
+//! The pipeline end to end: the stage itself runs a Job of the real claude; a heartbeat runs as a Job through
+//! `claude-k8s serve` and the next one resumes; the Job has the planned shape; lines arrive live; cancel, a large
+//! prompt, a Claude failure and an unknown session.
 
 use std::time::Duration;
 
@@ -15,7 +10,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
-use stage::{Serve, Stage};
+
+use crate::support::{NAMESPACE, RUN_TOKEN, Stage, World, short_id, uuid};
 
 const NEEDS_STAGE: &str = "needs the real stage: make cluster-up";
 
@@ -27,7 +23,7 @@ async fn stage_runs_real_claude_in_a_job_and_its_log_is_readable() {
     let stage = Stage::load();
     let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
     let client = stage.admin_client().await;
-    let name = format!("stage-probe-{}", stage::short_id());
+    let name = format!("stage-probe-{}", short_id());
     let workspace = stage.workspace(&name);
     let job: Job = serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -51,7 +47,7 @@ async fn stage_runs_real_claude_in_a_job_and_its_log_is_readable() {
         }}}
     }))
     .unwrap();
-    let jobs: Api<Job> = Api::namespaced(client.clone(), "paperclip");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
     jobs.create(&PostParams::default(), &job).await.unwrap();
     let done = kube::runtime::wait::await_condition(jobs.clone(), &name, |j: Option<&Job>| {
         j.and_then(|j| j.status.as_ref()?.conditions.as_ref())
@@ -65,7 +61,7 @@ async fn stage_runs_real_claude_in_a_job_and_its_log_is_readable() {
         .expect("Job finishes within 120 s")
         .unwrap()
         .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "paperclip");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let pod = pods
         .list(&ListParams::default().labels(&format!("job-name={name}")))
         .await
@@ -118,22 +114,18 @@ async fn stage_runs_real_claude_in_a_job_and_its_log_is_readable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn heartbeat_runs_as_a_job_and_the_next_one_resumes() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let mut serve = Serve::start(&stage);
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({}));
+    let mut world = World::start().await;
+    let (agent, config) = world.new_agent(json!({}));
 
-    let first = serve
-        .execute(&stage.params(
+    let first = world
+        .run(
             &agent,
             &config,
             "First heartbeat [[fake:text First answer]]",
-            None,
-        ))
+        )
         .await;
     let r = &first.result;
-    assert_eq!(r["exitCode"], 0, "{r:#}\n{}", first.log_text());
+    assert_eq!(r["exitCode"], 0, "{}", first.dump());
     assert!(r.get("errorMessage").is_none_or(Value::is_null), "{r:#}");
     let session = r["sessionId"].as_str().expect("sessionId").to_owned();
     assert_eq!(r["sessionParams"]["sessionId"], session.as_str());
@@ -150,24 +142,17 @@ async fn heartbeat_runs_as_a_job_and_the_next_one_resumes() {
     );
     assert!(first.log_text().contains("[claude-k8s] Job claude-"));
     assert!(first.meta.is_some(), "onMeta was sent");
-    stage.assert_nothing_left(&agent).await;
+    world.assert_nothing_left(&agent).await;
 
-    let before = fake.message_requests().len();
-    let second = serve
-        .execute(&stage.params(
-            &agent,
-            &config,
-            "Second heartbeat [[fake:text Second answer]]",
-            Some(&session),
-        ))
-        .await;
-    assert_eq!(
-        second.result["exitCode"],
-        0,
-        "{:#}\n{}",
-        second.result,
-        second.log_text()
+    let before = world.fake.message_requests().len();
+    let params = world.stage.params(
+        &agent,
+        &config,
+        "Second heartbeat [[fake:text Second answer]]",
+        Some(&session),
     );
+    let second = world.serve.execute(&params).await;
+    assert_eq!(second.result["exitCode"], 0, "{}", second.dump());
     assert_eq!(
         second.result["sessionId"],
         session.as_str(),
@@ -182,7 +167,7 @@ async fn heartbeat_runs_as_a_job_and_the_next_one_resumes() {
             .any(|w| w[0] == "--resume" && w[1] == session.as_str()),
         "{meta_args}"
     );
-    let resumed = &fake.message_requests()[before..];
+    let resumed = &world.fake.message_requests()[before..];
     let earlier = resumed.iter().any(|r| {
         r.messages()
             .iter()
@@ -192,35 +177,19 @@ async fn heartbeat_runs_as_a_job_and_the_next_one_resumes() {
         earlier,
         "the resumed request carried the earlier conversation from the PVC"
     );
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.finish().await;
 }
 
 /// Issue 3: a scripted Bash tool call writes into the workspace on the shared volume; the file outlives the Job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn a_bash_tool_call_writes_into_the_workspace_on_the_pvc() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let mut serve = Serve::start(&stage);
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({}));
-    let run = serve
-        .execute(&stage.params(
-            &agent,
-            &config,
-            "Write a file [[fake:bash echo written-by-the-agent > hello.txt]]",
-            None,
-        ))
-        .await;
-    assert_eq!(
-        run.result["exitCode"],
-        0,
-        "{:#}\n{}",
-        run.result,
-        run.log_text()
-    );
-    let file = std::path::Path::new(&stage.workspace(&agent)).join("hello.txt");
+    let mut world = World::start().await;
+    let (agent, config) = world.new_agent(json!({}));
+    let prompt = "Write a file [[fake:bash echo written-by-the-agent > hello.txt]]";
+    let run = world.run(&agent, &config, prompt).await;
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
+    let file = std::path::Path::new(&world.stage.workspace(&agent)).join("hello.txt");
     assert_eq!(
         std::fs::read_to_string(&file).unwrap().trim(),
         "written-by-the-agent"
@@ -230,38 +199,27 @@ async fn a_bash_tool_call_writes_into_the_workspace_on_the_pvc() {
             .iter()
             .any(|e| e.to_string().contains("tool_use"))
     );
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.finish().await;
 }
 
 /// Issue 3: the Job the adapter creates has exactly the planned shape (read back from the API server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn the_job_spec_matches_the_plan_field_by_field() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let mut serve = Serve::start(&stage);
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({"retainJobs": true, "model": "claude-sonnet-4-6", "effort": "low", "maxTurnsPerRun": 3}));
-    let run = serve
-        .execute(&stage.params(&agent, &config, "Spec check [[fake:text ok]]", None))
+    let mut world = World::start().await;
+    let (agent, config) = world.new_agent(json!({"retainJobs": true, "model": "claude-sonnet-4-6", "effort": "low", "maxTurnsPerRun": 3}));
+    let run = world
+        .run(&agent, &config, "Spec check [[fake:text ok]]")
         .await;
-    assert_eq!(
-        run.result["exitCode"],
-        0,
-        "{:#}\n{}",
-        run.result,
-        run.log_text()
-    );
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
 
-    let jobs: Api<Job> = Api::namespaced(stage.admin_client().await, "paperclip");
-    let list = jobs
-        .list(&ListParams::default().labels(&format!("paperclip.io/agent-id={agent}")))
-        .await
-        .unwrap();
-    assert_eq!(list.items.len(), 1, "retainJobs keeps the Job");
-    let job = serde_json::to_value(&list.items[0]).unwrap();
+    let stage = &world.stage;
+    let list = stage.agent_jobs(&agent).await;
+    assert_eq!(list.len(), 1, "retainJobs keeps the Job");
+    let job = serde_json::to_value(&list[0]).unwrap();
     let labels = &job["metadata"]["labels"];
+    // The label keys spelled out: they are the documented contract (README, `claude-k8s jobs`, `gc`), which
+    // this test pins whatever claude_k8s::labels says.
     assert_eq!(labels["paperclip.io/agent-id"], agent.as_str());
     assert_eq!(
         labels["paperclip.io/run-id"],
@@ -312,7 +270,7 @@ async fn the_job_spec_matches_the_plan_field_by_field() {
             "3"
         ]
     );
-    // The run's prompt bundle, as claude_local always adds it (issue 7; cluster_capabilities.rs tests its content).
+    // The run's prompt bundle, as claude_local always adds it (issue 7; the capabilities tests check its content).
     assert_eq!(args[args.len() - 2], "--add-dir");
     assert!(
         args[args.len() - 1]
@@ -341,123 +299,81 @@ async fn the_job_spec_matches_the_plan_field_by_field() {
         "inherited"
     );
     assert!(
-        !serde_json::to_string(&job)
-            .unwrap()
-            .contains(stage::RUN_TOKEN),
+        !serde_json::to_string(&job).unwrap().contains(RUN_TOKEN),
         "the run token is not in the Job"
     );
     let mounts = claude["volumeMounts"].as_array().unwrap();
     assert!(mounts.iter().any(|m| m["mountPath"] == "/paperclip"));
-    jobs.delete(
-        list.items[0].metadata.name.as_deref().unwrap(),
-        &DeleteParams::background(),
-    )
-    .await
-    .unwrap();
-    serve.shutdown().await;
+    Api::<Job>::namespaced(stage.admin_client().await, NAMESPACE)
+        .delete(
+            list[0].metadata.name.as_deref().unwrap(),
+            &DeleteParams::background(),
+        )
+        .await
+        .unwrap();
+    world.finish().await;
 }
 
 /// Issue 3: a transcript line written in the pod reaches the host while the pod still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn transcript_lines_arrive_while_the_pod_is_still_running() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let mut serve = Serve::start(&stage);
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({}));
-    let id = serve
-        .send_execute(&stage.params(
-            &agent,
-            &config,
-            "Hold on [[fake:hold Thinking about it]]",
-            None,
-        ))
+    let mut world = World::start().await;
+    let (agent, id) = world
+        .start_held_run(json!({}), "Hold on [[fake:hold Thinking about it]]")
         .await;
-    assert!(
-        fake.wait_for_held(Duration::from_secs(120)).await,
-        "the fake API is holding the stream mid-way"
-    );
     // While the model stream is held, claude is running in the pod: its init line must already be here.
-    let init = serve
+    let init = world
+        .serve
         .wait_for_log(&id, Duration::from_secs(30), |line| {
             line.contains("\"subtype\":\"init\"")
         })
         .await;
     assert!(init, "system/init arrived while the pod was running");
-    let pods: Api<Pod> = Api::namespaced(stage.admin_client().await, "paperclip");
-    let running = pods
-        .list(&ListParams::default().labels(&format!("paperclip.io/agent-id={agent}")))
-        .await
-        .unwrap();
-    assert_eq!(running.items.len(), 1);
+    let running = world.stage.agent_objects::<Pod>(NAMESPACE, &agent).await;
+    assert_eq!(running.len(), 1);
     assert_eq!(
-        running.items[0].status.as_ref().unwrap().phase.as_deref(),
+        running[0].status.as_ref().unwrap().phase.as_deref(),
         Some("Running")
     );
-    fake.release();
-    let run = serve.wait_result(&id).await;
-    assert_eq!(
-        run.result["exitCode"],
-        0,
-        "{:#}\n{}",
-        run.result,
-        run.log_text()
-    );
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.fake.release();
+    let run = world.serve.wait_result(&id).await;
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
+    world.finish().await;
 }
 
 /// Cancelling a running run deletes its Job, waits until the pod is gone and acknowledges it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn cancel_deletes_the_job_and_acknowledges() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let mut serve = Serve::start(&stage);
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({"graceSec": 2}));
-    let id = serve
-        .send_execute(&stage.params(&agent, &config, "Hold [[fake:hold Working]]", None))
+    let mut world = World::start().await;
+    let (_, id) = world
+        .start_held_run(json!({"graceSec": 2}), "Hold [[fake:hold Working]]")
         .await;
-    assert!(fake.wait_for_held(Duration::from_secs(120)).await);
-    serve.cancel(&id).await;
-    let run = serve.wait_result(&id).await;
+    world.serve.cancel(&id).await;
+    let run = world.serve.wait_result(&id).await;
     let ack = &run.result["resultJson"]["executionCancellation"];
     assert_eq!(ack["state"], "acknowledged", "{:#}", run.result);
     assert!(ack["acknowledgedAt"].is_string());
-    stage.assert_nothing_left(&agent).await;
-    fake.release();
-    serve.shutdown().await;
+    world.finish().await;
 }
 
 /// A 1 MiB prompt reaches Claude intact (no 128 KiB argv/env limit on the way).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn a_one_mib_prompt_reaches_claude() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let mut serve = Serve::start(&stage);
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({}));
+    let mut world = World::start().await;
+    let (agent, config) = world.new_agent(json!({}));
     let filler: String = (0..)
         .map(|i| format!("context line {i:07}\n"))
         .take(1024 * 1024 / 21 + 1)
         .collect();
     assert!(filler.len() >= 1024 * 1024);
     let prompt = format!("{filler}END-OF-PROMPT [[fake:text big prompt received]]");
-    let run = serve
-        .execute(&stage.params(&agent, &config, &prompt, None))
-        .await;
-    assert_eq!(
-        run.result["exitCode"],
-        0,
-        "{:#}\n{}",
-        run.result,
-        run.log_text()
-    );
+    let run = world.run(&agent, &config, &prompt).await;
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
     assert_eq!(run.result["summary"], "big prompt received");
-    let sent = fake.message_requests()[0].prompt_text();
+    let sent = world.fake.message_requests()[0].prompt_text();
     assert!(
         sent.contains("context line 0000000") && sent.contains("END-OF-PROMPT"),
         "the whole prompt arrived"
@@ -467,53 +383,37 @@ async fn a_one_mib_prompt_reaches_claude() {
         "prompt arrived with {} bytes",
         sent.len()
     );
-    serve.shutdown().await;
+    world.finish().await;
 }
 
 /// A Claude failure fails the container and the run, with Claude's own words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn a_claude_failure_fails_the_run() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let mut serve = Serve::start(&stage);
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({}));
-    let run = serve
-        .execute(&stage.params(&agent, &config, "Fail [[fake:error 401]]", None))
-        .await;
+    let mut world = World::start().await;
+    let (agent, config) = world.new_agent(json!({}));
+    let run = world.run(&agent, &config, "Fail [[fake:error 401]]").await;
     assert_eq!(run.result["exitCode"], 1, "{:#}", run.result);
-    let message = run.result["errorMessage"].as_str().unwrap_or_default();
+    let message = run.message();
     assert!(message.starts_with("Claude run failed"), "{message}");
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.finish().await;
 }
 
 /// `--resume` of a session Claude does not have is retried fresh in the same run and clears the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn an_unknown_session_is_retried_fresh_in_the_same_run() {
-    let stage = Stage::load();
-    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
-    let mut serve = Serve::start(&stage);
-    let agent = stage::uuid();
-    let config = stage.agent_config(&fake, &agent, json!({}));
-    let unknown = stage::uuid();
-    let run = serve
-        .execute(&stage.params(
-            &agent,
-            &config,
-            "Go on [[fake:text fresh start]]",
-            Some(&unknown),
-        ))
-        .await;
-    assert_eq!(
-        run.result["exitCode"],
-        0,
-        "{:#}\n{}",
-        run.result,
-        run.log_text()
+    let mut world = World::start().await;
+    let (agent, config) = world.new_agent(json!({}));
+    let unknown = uuid();
+    let params = world.stage.params(
+        &agent,
+        &config,
+        "Go on [[fake:text fresh start]]",
+        Some(&unknown),
     );
+    let run = world.serve.execute(&params).await;
+    assert_eq!(run.result["exitCode"], 0, "{}", run.dump());
     assert_eq!(run.result["clearSession"], true);
     assert_ne!(run.result["sessionId"], unknown.as_str());
     assert!(
@@ -521,8 +421,7 @@ async fn an_unknown_session_is_retried_fresh_in_the_same_run() {
         "{}",
         run.log_text()
     );
-    stage.assert_nothing_left(&agent).await;
-    serve.shutdown().await;
+    world.finish().await;
 }
 
 #[test]

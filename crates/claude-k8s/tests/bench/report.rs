@@ -1,0 +1,162 @@
+//! The bench's figures as statistics, and BENCHMARKS.md rendered from bench/results.json.
+
+use serde_json::{Value, json};
+
+/// p50/p95/max of a sample, in the sample's unit.
+pub fn stats(mut v: Vec<f64>) -> Value {
+    if v.is_empty() {
+        return json!({"runs": 0});
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    json!({"n": v.len(), "p50": round3(pick(0.5)), "p95": round3(pick(0.95)), "max": round3(*v.last().unwrap())})
+}
+
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn row(name: &str, s: &Value, unit: &str, target: &str) -> String {
+    format!(
+        "| {name} | {} | {} | {} | {} | {target} |\n",
+        s["p50"]
+            .as_f64()
+            .map(|v| format!("{v} {unit}"))
+            .unwrap_or("–".into()),
+        s["p95"]
+            .as_f64()
+            .map(|v| format!("{v} {unit}"))
+            .unwrap_or("–".into()),
+        s["max"]
+            .as_f64()
+            .map(|v| format!("{v} {unit}"))
+            .unwrap_or("–".into()),
+        s["n"].as_u64().unwrap_or(0),
+    )
+}
+
+pub fn render(r: &Value) -> String {
+    let mut md = String::new();
+    md.push_str("# Benchmarks\n\n");
+    md.push_str(
+        "Written by `make bench` (crates/claude-k8s/tests/bench) on the real stage: Kubernetes ",
+    );
+    md.push_str(&format!(
+        "{} (apiserver, controller-manager, scheduler, kubelet on dockerd), Claude Code {}, one release-built \
+         `claude-k8s serve`.\n\n",
+        r["kubernetes"].as_str().unwrap_or("?"),
+        r["claude"].as_str().unwrap_or("?")
+    ));
+    md.push_str(&format!(
+        "- Date: {}\n- Machine: {}\n- Commit: {}{}\n\n",
+        r["date"].as_str().unwrap_or("?"),
+        r["machine"].as_str().unwrap_or("?"),
+        r["commit"].as_str().unwrap_or("?"),
+        if r["dirty"] == true {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        }
+    ));
+    md.push_str("## Latency\n\n| figure | p50 | p95 | max | runs/lines | target |\n|---|---|---|---|---|---|\n");
+    let c = &r["completion"];
+    md.push_str(&row(
+        "Completion: watch sees claude terminated → `execute()` resolves",
+        &c["after_watch_sees_termination_s"],
+        "s",
+        "≤ 0.2 s p50",
+    ));
+    md.push_str(&row(
+        "Completion: container `finishedAt` (whole seconds) → `execute()` resolves",
+        &c["after_finished_at_s"],
+        "s",
+        "–",
+    ));
+    md.push_str(&row(
+        "Log line: written in the container → arrives on the serve's stdout",
+        &r["log_latency"]["line_ms"],
+        "ms",
+        "≤ 500 ms p50",
+    ));
+    let s = &r["start"];
+    md.push_str(&row(
+        "Start: `execute()` → Job created (introspection cached)",
+        &s["execute_to_job_created_ms"],
+        "ms",
+        "≤ 50 ms p50",
+    ));
+    md.push_str(&row(
+        "Start: `execute()` → pod Running",
+        &s["execute_to_pod_running_s"],
+        "s",
+        "–",
+    ));
+    md.push_str(&format!(
+        "\nThe first run of a serve process also reads its own pod: `execute()` → Job created took {} ms there.\n",
+        s["first_run_execute_to_job_created_ms"].as_f64().map(round3).map(|v| v.to_string()).unwrap_or("?".into())
+    ));
+    md.push_str("\n## API requests per run (counted by the API server's audit log)\n\n| run length | requests | by verb |\n|---|---|---|\n");
+    if let Some(m) = r["api_requests_per_run"].as_object() {
+        let mut rows: Vec<_> = m.iter().collect();
+        rows.sort_by_key(|(k, _)| k.trim_end_matches('s').parse::<u64>().unwrap_or(0));
+        for (k, v) in rows {
+            md.push_str(&format!(
+                "| {k} (took {} s) | {} | {} |\n",
+                v["run_seconds"],
+                v["requests"],
+                v["by_verb"]
+                    .as_object()
+                    .map(|b| b
+                        .iter()
+                        .map(|(k, n)| format!("{k}: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    md.push_str("\nTarget: ≤ 20 requests per run, whatever its length.\n");
+    md.push_str("\n## Scale: N concurrent runs under one serve process\n\n| N | complete | wall time | serve peak RSS | serve CPU per run |\n|---|---|---|---|---|\n");
+    if let Some(m) = r["scale"].as_object() {
+        let mut rows: Vec<_> = m.iter().collect();
+        rows.sort_by_key(|(k, _)| k.parse::<usize>().unwrap_or(0));
+        for (_, v) in rows {
+            md.push_str(&format!(
+                "| {} | {}/{} | {} s | {} MiB | {} s |\n",
+                v["runs"],
+                v["complete"],
+                v["runs"],
+                v["wall_seconds"],
+                v["serve_peak_rss_mib"],
+                v["serve_cpu_seconds_per_run"]
+            ));
+        }
+    }
+    md.push_str("\nTarget: 100 concurrent runs in ≤ 60 MB peak RSS.\n");
+    md.push_str(METHOD);
+    md
+}
+
+const METHOD: &str = "
+## How each figure is measured
+
+- **Completion**: 20 sequential runs of the real `claude` (one scripted model reply from the project's fake
+  Messages API) after a warm-up run. The bench runs its own pod watch (admin credentials) and records when it
+  first sees the claude container terminated; `execute()` resolves when the serve process writes the `result`
+  message (stamped on arrival at the bench). The result is written after the log's tail is read and cleanup
+  (Job and Secret deleted, pods gone) is done. `finishedAt` has whole-second resolution in Kubernetes 1.20.
+- **Log latency**: the light stand-in image (test/stage/images/claude-replay.sh) prints stream-json lines that
+  carry their own write time (bash's `EPOCHREALTIME`, µs), 5 lines every 50 ms; latency is the line's arrival on
+  the serve's stdout minus that time (same machine, same clock). Claude's own lines carry no write time, hence the
+  stand-in; the path (container runtime log, kubelet, API server, the adapter's follower) is the same.
+- **API requests per run**: a service account of the bench's own, bound to the adapter's Role
+  (deploy/role.yaml), so the audit log (`--audit-policy-file`, metadata level, in test/stage/cluster.sh) holds
+  only the adapter's requests. Counted from `execute()` sent until the run's objects are gone, after a warm-up
+  run (self-introspection is once per process). Runs use the stand-in image printing 20 lines a second.
+- **Scale**: one fresh serve process per N; N runs of different agents started at once, each the stand-in
+  printing 200 lines over about 10 s, with tiny resource requests so that 100 pods fit the one node. Peak RSS is
+  the serve process's `VmHWM`, CPU its `utime + stime`, both from /proc. A run is complete when its result is a
+  success and every one of its lines arrived.
+- **Start**: from `execute()` sent to the serve's `Job … created` progress line, and to the bench's pod watch
+  seeing the claude container running.
+";
