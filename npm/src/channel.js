@@ -1,13 +1,14 @@
 // The host side of the `claude-k8s serve` protocol (docs/protocol.md), without any I/O of its own.
 //
-// Pure: it never touches child_process or streams. The owner gives it a `write(line)` callback and feeds it what
-// the child printed (`feed(chunk)`); the channel frames JSON Lines, allocates request ids, routes each child
-// message to the pending request with its id, and fails every pending request at once when the owner closes it.
-
-import { StringDecoder } from "node:string_decoder";
+// Pure: the owner gives it `write(line)` and feeds it the child's stdout (`feed(chunk)`). The channel frames JSON
+// Lines in time linear in the line's length, allocates request ids, routes each message to the call with its id,
+// fails one call alone when only that call is hurt (a line over the limit, a timeout), and reports through
+// `onBroken` what makes the whole stream untrustworthy (the owner then retires the child).
 
 /** The longest line either side may send (docs/protocol.md, "Framing"). */
 export const MAX_LINE_BYTES = 64 * 1024 * 1024;
+/** How much may wait for the child to read it before a new request is refused. */
+export const MAX_QUEUED_BYTES = 2 * MAX_LINE_BYTES;
 
 /** An `error` answer of the child, or a failure of the channel itself. `code` is snake_case. */
 export class ProtocolError extends Error {
@@ -19,155 +20,197 @@ export class ProtocolError extends Error {
   }
 }
 
+/** JSON with well-formed strings: serde_json refuses the `\udXXX` escapes JSON.stringify writes for a lone surrogate. */
+export function encode(message) {
+  return JSON.stringify(message, function wellFormed(_key, v) {
+    if (typeof v === "string") return v.toWellFormed();
+    if (v === null || typeof v !== "object" || Array.isArray(v) || Object.keys(v).every((k) => k.isWellFormed())) return v;
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.toWellFormed(), x]));
+  });
+}
+
+const preview = (text) => JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
+// serve writes `type` and `id` first (serde keeps the field order), so a line can be attributed from its head.
+const HEAD = /^\{"type":"([a-z_]+)","id":"((?:[^"\\]|\\.)*)"/;
+
 /**
  * @param {object} options
- * @param {(line: string) => void} options.write  sends one line (the channel appends the "\n")
- * @param {(hello: object) => void} [options.onHello]  the child's first line, when it is a `hello`
- * @param {(message: object) => void} [options.onStray]  a message no pending request owns (an `error` with id null,
- *   a line for an unknown id, a first line that is not `hello`); for diagnostics only
- * @param {number} [options.maxLineBytes]
+ * @param {(line: string) => void} options.write  sends one line (the owner appends the "\n")
+ * @param {(hello: object) => void} options.onHello  the child's first line, a `hello`
+ * @param {(error: ProtocolError) => void} options.onBroken  the stream cannot be trusted any more (what the child did)
+ * @param {(text: string) => void} [options.onNotice]  something worth a log line that hurts no call
+ * @param {(id: string) => void} [options.onSettled]  a call got its answer or was failed
+ * @param {() => number} [options.queuedBytes]  what the owner's writer still holds
  */
-export function createChannel({ write, onHello, onStray, maxLineBytes = MAX_LINE_BYTES }) {
-  const decoder = new StringDecoder("utf8");
+export function createChannel({
+  write,
+  onHello,
+  onBroken,
+  onNotice,
+  onSettled,
+  queuedBytes = () => 0,
+  maxLineBytes = MAX_LINE_BYTES,
+  maxQueuedBytes = MAX_QUEUED_BYTES,
+}) {
   const pending = new Map(); // id -> { type, onMessage, resolve, reject }
-  let buffered = "";
+  let parts = []; // the pieces of the line being read
+  let size = 0;
+  let overLimit = null; // the head of a line over the limit, while the rest of it is dropped
   let nextId = 1;
-  let sawFirstLine = false;
+  let greeted = false;
   let closed = null; // the error every later request fails with
 
-  function stray(message) {
-    onStray?.(message);
-  }
-
-  function settle(id, entry, outcome) {
+  function settle(id, error, value) {
+    const entry = pending.get(id);
+    if (!entry) return false;
     pending.delete(id);
-    if (outcome.error) entry.reject(outcome.error);
-    else entry.resolve(outcome.value);
+    if (error) entry.reject(error);
+    else entry.resolve(value);
+    onSettled?.(id);
+    return true;
   }
 
-  function route(message) {
-    if (!sawFirstLine) {
-      sawFirstLine = true;
-      if (message.type === "hello") {
-        onHello?.(message);
-        return;
-      }
-      stray({ ...message, __reason: "the first line was not a hello" });
-    }
-    if (message.type === "hello") {
-      stray({ ...message, __reason: "a second hello" });
-      return;
-    }
-    const id = typeof message.id === "string" ? message.id : null;
-    const entry = id === null ? undefined : pending.get(id);
-    if (!entry) {
-      stray(message);
-      return;
-    }
-    switch (message.type) {
-      case "result":
-        settle(id, entry, { value: message.result });
-        return;
-      case "error":
-        settle(id, entry, {
-          error: new ProtocolError(
-            typeof message.code === "string" && message.code ? message.code : "claude_k8s_error",
-            typeof message.message === "string" ? message.message : "claude-k8s answered with an error",
-            { fromChild: true },
-          ),
-        });
-        return;
-      default:
-        // log, meta, event and any future event type: the owner decides (unknown types are ignored there).
-        try {
-          entry.onMessage?.(message);
-        } catch (err) {
-          stray({ type: "host_callback_failed", id, error: String(err?.stack ?? err) });
-        }
-    }
+  function broken(code, message) {
+    if (!closed) onBroken(new ProtocolError(code, message));
   }
 
-  function handleLine(line) {
-    if (line.trim() === "") return;
+  function handle(text) {
+    if (text.trim() === "") return;
     let message;
     try {
-      message = JSON.parse(line);
+      message = JSON.parse(text);
     } catch {
-      stray({ type: "unparsable_line", line: line.slice(0, 500) });
+      return broken("claude_k8s_protocol_error", `wrote a line that is not JSON: ${preview(text)}`);
+    }
+    if (message === null || typeof message !== "object" || typeof message.type !== "string") {
+      return broken("claude_k8s_protocol_error", `wrote a line that is not a message: ${preview(text)}`);
+    }
+    if (!greeted || message.type === "hello") {
+      if (greeted) return broken("claude_k8s_protocol_error", "said hello a second time");
+      greeted = true;
+      if (message.type !== "hello") {
+        return broken("claude_k8s_handshake_failed", `did not start with a hello line (got ${preview(text)})`);
+      }
+      return onHello(message);
+    }
+    const entry = typeof message.id === "string" ? pending.get(message.id) : undefined;
+    if (message.type === "error" && message.id == null) {
+      onNotice?.(`claude-k8s serve could not read a request: ${message.code}: ${message.message}`);
+    } else if (!entry) {
+      // A late line of a call that was already failed here (timeout, cancelled, line over the limit).
+    } else if (message.type === "result") {
+      settle(message.id, null, message.result);
+    } else if (message.type === "error") {
+      const code = typeof message.code === "string" && message.code ? message.code : "claude_k8s_error";
+      const text = typeof message.message === "string" ? message.message : "claude-k8s answered with an error";
+      settle(message.id, new ProtocolError(code, text, { fromChild: true }));
+    } else {
+      // log, meta, event and any future event type: the owner decides (unknown types are ignored there).
+      try {
+        entry.onMessage?.(message);
+      } catch (err) {
+        onNotice?.(`a run callback failed: ${err?.stack ?? err}`);
+      }
+    }
+  }
+
+  function take(piece) {
+    if (overLimit !== null || piece.length === 0) return;
+    if (size + piece.length > maxLineBytes) {
+      overLimit = Buffer.concat([...parts, piece], Math.min(size + piece.length, 256)).toString("utf8");
+      parts = [];
+      size = 0;
       return;
     }
-    if (message === null || typeof message !== "object" || Array.isArray(message) || typeof message.type !== "string") {
-      stray({ type: "not_a_message", line: line.slice(0, 500) });
+    parts.push(piece);
+    size += piece.length;
+  }
+
+  function endLine() {
+    if (overLimit !== null) {
+      const head = overLimit;
+      const [, type, id] = head.match(HEAD) ?? [];
+      overLimit = null;
+      const error = new ProtocolError(
+        "line_too_long",
+        `claude-k8s serve sent a ${type ?? "message"} line longer than ${maxLineBytes} bytes for this call; the call was ` +
+          `given up (other calls are unaffected)`,
+      );
+      if (!channel.abandon(id, error)) onNotice?.(`dropped a line longer than ${maxLineBytes} bytes: ${preview(head)}`);
       return;
     }
-    route(message);
+    const line = parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
+    parts = [];
+    size = 0;
+    handle(line.toString("utf8"));
   }
 
   const channel = {
-    /** Bytes (or text) the child wrote on stdout; any chunking. */
+    /** Bytes the child wrote on stdout, in any chunking. */
     feed(chunk) {
       if (closed) return;
-      buffered += typeof chunk === "string" ? chunk : decoder.write(chunk);
-      let newline;
-      while ((newline = buffered.indexOf("\n")) !== -1) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        handleLine(line);
+      const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      let start = 0;
+      for (let nl = bytes.indexOf(10); nl !== -1 && !closed; nl = bytes.indexOf(10, start)) {
+        take(bytes.subarray(start, nl));
+        endLine();
+        start = nl + 1;
       }
-      if (Buffer.byteLength(buffered, "utf8") > maxLineBytes) {
-        buffered = "";
-        channel.close(
-          new ProtocolError("line_too_long", `claude-k8s sent a line longer than ${maxLineBytes} bytes`),
-        );
-      }
+      if (!closed) take(bytes.subarray(start));
     },
 
     /**
-     * Sends a request and returns its id and the promise of its answer. `onMessage` receives every `log`, `meta`,
+     * Sends a request; returns its id and the promise of its answer. `onMessage` receives every `log`, `meta`,
      * `event` (and unknown) message of this id, in order, before the promise settles.
      */
     request(type, params, onMessage) {
-      if (closed) {
-        return { id: null, promise: Promise.reject(closed) };
-      }
+      if (closed) return { id: null, promise: Promise.reject(closed) };
       const id = String(nextId++);
-      const promise = new Promise((resolve, reject) => {
-        pending.set(id, { type, onMessage, resolve, reject });
-      });
+      const promise = new Promise((resolve, reject) => pending.set(id, { type, onMessage, resolve, reject }));
       let line;
       try {
-        line = JSON.stringify({ type, id, params });
+        line = encode({ type, id, params });
       } catch (err) {
-        const entry = pending.get(id);
-        settle(id, entry, { error: new ProtocolError("bad_request", `cannot encode the ${type} request: ${err.message}`) });
+        settle(id, new ProtocolError("bad_request", `cannot encode the ${type} request: ${err.message}`));
         return { id, promise };
       }
-      if (Buffer.byteLength(line, "utf8") > maxLineBytes) {
-        const entry = pending.get(id);
-        settle(id, entry, {
-          error: new ProtocolError("line_too_long", `the ${type} request is larger than ${maxLineBytes} bytes`),
-        });
-        return { id, promise };
+      const bytes = Buffer.byteLength(line, "utf8");
+      if (bytes > maxLineBytes) {
+        settle(id, new ProtocolError("line_too_long", `the ${type} request is ${bytes} bytes, over the limit of ${maxLineBytes}`));
+      } else if (queuedBytes() + bytes > maxQueuedBytes) {
+        settle(
+          id,
+          new ProtocolError(
+            "claude_k8s_queue_full",
+            `claude-k8s serve has not read ${queuedBytes()} bytes of earlier requests yet (limit ${maxQueuedBytes}); ` +
+              `this ${type} request was refused`,
+          ),
+        );
+      } else {
+        write(line);
       }
-      write(line);
       return { id, promise };
     },
 
-    /** A request without an answer of its own (`cancel`, `shutdown`). */
+    /** A request without an answer of its own (`cancel`). */
     notify(message) {
       if (closed) return false;
-      write(JSON.stringify(message));
+      write(encode(message));
       return true;
     },
 
-    has(id) {
-      return pending.has(id);
+    /** Fails one call here (and cancels it in the child, so its Job does not run on unobserved). */
+    abandon(id, error) {
+      const type = pending.get(id)?.type;
+      if (!settle(id, error)) return false;
+      if (type === "execute") channel.notify({ type: "cancel", id, reason: error.message });
+      return true;
     },
 
+    has: (id) => pending.has(id),
     get pendingCount() {
       return pending.size;
     },
-
     get closed() {
       return closed !== null;
     },
@@ -175,12 +218,10 @@ export function createChannel({ write, onHello, onStray, maxLineBytes = MAX_LINE
     /** Fails every pending request (and every later one) with `error`. Idempotent. */
     close(error) {
       if (closed) return;
-      const rest = buffered + decoder.end();
-      buffered = "";
-      // A last line without its newline is still a complete message if it parses.
-      if (rest.trim()) handleLine(rest);
-      closed = error instanceof Error ? error : new ProtocolError("closed", String(error ?? "the channel was closed"));
-      for (const [id, entry] of [...pending]) settle(id, entry, { error: closed });
+      closed = error;
+      // A last line without its newline is still delivered if it is a whole message (a cut line is dropped).
+      if (overLimit === null && size > 0) endLine();
+      for (const id of [...pending.keys()]) settle(id, error);
     },
   };
   return channel;

@@ -1,27 +1,31 @@
-// `execute` and `testEnvironment`: Paperclip's calls mapped onto `claude-k8s serve` requests (docs/protocol.md).
-// No Kubernetes logic here: the child owns the Job, the shim renders the prompt and relays events.
-//
-// Never logs ctx.authToken (it only travels inside the execute request, to the child).
+// `execute` and `testEnvironment`: Paperclip's calls as `claude-k8s serve` requests (docs/protocol.md). The child
+// owns the Job; this relays its events in order and turns every failure into a result. Never logs ctx.authToken.
 
-import { buildRunEnv, loadServerUtils, renderPrompts } from "./prompt.js";
-import { loadManifestBuilder, promptBundleParams } from "./skills.js";
+import { buildExecuteParams, toJsonSafe } from "./params.js";
 
 export const ADAPTER_TYPE = "claude_k8s";
 
-/** A deep copy with only JSON values (functions and cycles dropped, bigints as strings). */
-export function toJsonSafe(value) {
-  const ancestors = [];
-  const json = JSON.stringify(value, function replacer(_key, v) {
-    if (typeof v === "bigint") return v.toString();
-    if (typeof v === "function" || typeof v === "symbol") return undefined;
-    if (typeof v !== "object" || v === null) return v;
-    // `this` is the object holding v: unwind the ancestor stack to it, then reject v if it is an ancestor.
-    while (ancestors.length > 0 && ancestors[ancestors.length - 1] !== this) ancestors.pop();
-    if (ancestors.includes(v)) return undefined;
-    ancestors.push(v);
-    return v;
-  });
-  return json === undefined ? undefined : JSON.parse(json);
+// How long a call may wait for its answer (docs/protocol.md, "Timeouts"): two attempts (the unknown-session retry),
+// each the run's own limit, the pod's termination grace twice (stopping, then waiting for the pod to be gone) and
+// 5 minutes for what serve does around it; a run without `timeoutSec` gets a day.
+const ATTEMPTS = 2;
+const SERVE_SLACK_SEC = 300;
+const NO_LIMIT_SEC = 24 * 60 * 60;
+const TEST_ENVIRONMENT_TIMEOUT_MS = 2 * 60 * 1000;
+
+/** The execute call's timeout for a config, and the words that explain it. */
+export function executeTimeout(config) {
+  const seconds = (key, fallback) => {
+    const v = config?.[key] === "" || config?.[key] == null ? fallback : Number(config[key]);
+    return Number.isFinite(v) && v >= 0 ? v : fallback;
+  };
+  const timeoutSec = seconds("timeoutSec", 0);
+  if (timeoutSec === 0) {
+    return { ms: NO_LIMIT_SEC * 1000, hint: " (a run without timeoutSec is given up after 24 h: set timeoutSec for longer runs)" };
+  }
+  const graceSec = seconds("graceSec", 60);
+  const total = ATTEMPTS * (timeoutSec + 2 * graceSec + SERVE_SLACK_SEC);
+  return { ms: total * 1000, hint: ` (twice timeoutSec ${timeoutSec} and graceSec ${graceSec}, plus serve's slack)` };
 }
 
 function failedResult(code, message) {
@@ -32,53 +36,11 @@ function errorCode(err, fallback) {
   return typeof err?.code === "string" && /^[a-z][a-z0-9_]*$/.test(err.code) ? err.code : fallback;
 }
 
-function abortReason(signal) {
-  const reason = signal?.reason;
-  if (reason instanceof Error) return reason.message;
-  if (typeof reason === "string") return reason;
-  return "cancelled by Paperclip";
-}
-
-/** ExecuteParams (docs/protocol.md) from Paperclip's AdapterExecutionContext. */
-export async function buildExecuteParams(ctx) {
-  const u = await loadServerUtils();
-  const agent = ctx.agent ?? {};
-  const config = toJsonSafe(ctx.config ?? {}) ?? {};
-  const context = toJsonSafe(ctx.context ?? {}) ?? {};
-  const runtime = ctx.runtime ?? {};
-  // claude_local renders with the agent object as Paperclip passes it ({{agent.name}}, …).
-  const input = { runId: ctx.runId, agent, config, context, runtime };
-  const prompt = renderPrompts(input, u);
-  const paperclipEnv = buildRunEnv(input, u);
-  const promptBundle = await promptBundleParams(config, u, await loadManifestBuilder());
-  const runtimeMcpServers = toJsonSafe(ctx.runtimeMcp?.getServers?.() ?? []) ?? [];
-  const serverEnv = {};
-  if (typeof process.env.PAPERCLIP_API_URL === "string" && process.env.PAPERCLIP_API_URL !== "") {
-    serverEnv.PAPERCLIP_API_URL = process.env.PAPERCLIP_API_URL;
-  }
-  return {
-    runId: ctx.runId,
-    agent: { id: agent.id, companyId: agent.companyId, name: agent.name },
-    runtime: {
-      sessionId: runtime.sessionId ?? null,
-      sessionParams: toJsonSafe(runtime.sessionParams ?? null),
-      sessionDisplayId: runtime.sessionDisplayId ?? null,
-      taskKey: runtime.taskKey ?? null,
-    },
-    config,
-    context,
-    authToken: typeof ctx.authToken === "string" ? ctx.authToken : null,
-    prompt,
-    paperclipEnv,
-    runtimeMcpServers: Array.isArray(runtimeMcpServers) ? runtimeMcpServers : [],
-    serverEnv,
-    promptBundle,
-  };
-}
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 
 /**
  * Runs one heartbeat through the service. Resolves with the child's AdapterExecutionResult, or a failed result
- * (`exitCode: null`) when the child answers `error`, dies, or cannot be started. Never rejects.
+ * (`exitCode: null`) when the child answers `error`, dies, times out or cannot be started. Never rejects.
  */
 export async function execute(ctx, service, logger = console) {
   let params;
@@ -95,43 +57,34 @@ export async function execute(ctx, service, logger = console) {
   const relay = (what, fn) => {
     chain = chain.then(fn).catch((err) => logger.warn?.(`[claude-k8s] ${what} callback failed: ${err?.message ?? err}`));
   };
-  const onMessage = (message) => {
-    switch (message.type) {
-      case "log":
-        if ((message.stream === "stdout" || message.stream === "stderr") && typeof message.chunk === "string") {
-          relay("onLog", () => ctx.onLog?.(message.stream, message.chunk));
-        }
-        return;
-      case "meta":
-        if (message.meta && typeof message.meta === "object") relay("onMeta", () => ctx.onMeta?.(message.meta));
-        return;
-      case "event":
-        if (message.event && typeof message.event === "object") relay("onEvent", () => ctx.onEvent?.(message.event));
-        return;
-      default:
-        // Unknown event types are ignored (docs/protocol.md, "Framing").
-        return;
-    }
+  const onMessage = (m) => {
+    if (m.type === "log" && (m.stream === "stdout" || m.stream === "stderr") && typeof m.chunk === "string") {
+      relay("onLog", () => ctx.onLog?.(m.stream, m.chunk));
+    } else if (m.type === "meta" && isObject(m.meta)) {
+      relay("onMeta", () => ctx.onMeta?.(m.meta));
+    } else if (m.type === "event" && isObject(m.event)) {
+      relay("onEvent", () => ctx.onEvent?.(m.event));
+    } // unknown event types are ignored (docs/protocol.md, "Framing")
   };
 
+  const { ms, hint } = executeTimeout(params.config);
   let call;
   try {
-    call = await service.start("execute", params, onMessage);
+    call = await service.start("execute", params, { onMessage, timeoutMs: ms, timeoutHint: hint });
   } catch (err) {
     return failedResult(errorCode(err, "claude_k8s_service_failed"), err.message);
   }
-
   const signal = ctx.signal;
-  const onAbort = () => call.cancel(abortReason(signal));
-  if (signal?.aborted) onAbort();
-  else signal?.addEventListener?.("abort", onAbort, { once: true });
+  const onAbort = () => {
+    const reason = signal.reason;
+    call.cancel(reason instanceof Error ? reason.message : typeof reason === "string" ? reason : "cancelled by Paperclip");
+  };
   try {
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener?.("abort", onAbort, { once: true });
     const result = await call.result;
     await chain;
-    if (!result || typeof result !== "object" || Array.isArray(result)) {
-      return failedResult("claude_k8s_bad_result", `claude-k8s answered with a result that is not an object`);
-    }
-    return result;
+    return isObject(result) ? result : failedResult("claude_k8s_bad_result", "claude-k8s answered with a result that is not an object");
   } catch (err) {
     await chain;
     return failedResult(errorCode(err, "claude_k8s_error"), err.message);
@@ -148,11 +101,9 @@ export async function testEnvironment(ctx, service) {
     config: toJsonSafe(ctx?.config ?? {}) ?? {},
   };
   try {
-    const result = await service.call("test_environment", params);
-    if (result && typeof result === "object" && Array.isArray(result.checks)) return result;
-    throw Object.assign(new Error("claude-k8s answered test_environment with a malformed result"), {
-      code: "claude_k8s_bad_result",
-    });
+    const result = await service.call("test_environment", params, { timeoutMs: TEST_ENVIRONMENT_TIMEOUT_MS });
+    if (isObject(result) && Array.isArray(result.checks)) return result;
+    throw Object.assign(new Error("claude-k8s answered test_environment with a malformed result"), { code: "claude_k8s_bad_result" });
   } catch (err) {
     return {
       adapterType: ADAPTER_TYPE,

@@ -1,20 +1,26 @@
-// The pure channel: JSON Lines framing, request ids, routing of interleaved answers, fail-all on close.
+// The pure channel: JSON Lines framing, request ids, routing of interleaved answers, what fails one call and what
+// breaks the channel, fail-all on close, well-formed strings.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { createChannel, ProtocolError } from "../src/channel.js";
+import { createChannel, encode, ProtocolError } from "../src/channel.js";
 
 function harness(options = {}) {
   const written = [];
-  const strays = [];
+  const notices = [];
   const hellos = [];
+  const broken = [];
   const channel = createChannel({
     write: (line) => written.push(line),
     onHello: (h) => hellos.push(h),
-    onStray: (m) => strays.push(m),
+    onNotice: (text) => notices.push(text),
+    onBroken: (err) => {
+      broken.push(err);
+      channel.close(err);
+    },
     ...options,
   });
-  return { channel, written, strays, hellos };
+  return { channel, written, notices, hellos, broken };
 }
 
 const line = (obj) => `${JSON.stringify(obj)}\n`;
@@ -87,30 +93,44 @@ describe("channel", () => {
     });
   });
 
-  it("reports what no request owns (id null errors, unknown ids, garbage) and keeps going", async () => {
-    const { channel, strays } = harness();
+  it("tolerates what hurts no call (an id-null error, a late line of a finished call) and keeps going", async () => {
+    const { channel, notices, broken } = harness();
     channel.feed(line({ type: "hello", protocol: 1, version: "x" }));
     const { promise } = channel.request("execute", {});
     channel.feed(
-      line({ type: "error", id: null, code: "line_too_long", message: "m" }) +
+      line({ type: "error", id: null, code: "bad_request", message: "m" }) +
         line({ type: "log", id: "99", stream: "stdout", chunk: "late" }) +
-        "not json at all\n" +
-        "[1,2]\n" +
         "\n" +
         line({ type: "result", id: "1", result: 42 }),
     );
     assert.equal(await promise, 42);
-    assert.deepEqual(
-      strays.map((s) => s.type),
-      ["error", "log", "unparsable_line", "not_a_message"],
-    );
+    assert.deepEqual(notices, ["claude-k8s serve could not read a request: bad_request: m"]);
+    assert.deepEqual(broken, []);
   });
 
-  it("flags a first line that is not a hello", () => {
-    const { channel, strays, hellos } = harness();
+  it("is broken by a line that is not JSON or not a message, and by a second hello", async () => {
+    for (const [text, words] of [
+      ["not json at all\n", /wrote a line that is not JSON: "not json at all"/],
+      ["[1,2]\n", /wrote a line that is not a message: "\[1,2\]"/],
+      [line({ type: "hello", protocol: 1 }), /said hello a second time/],
+    ]) {
+      const { channel, broken } = harness();
+      channel.feed(line({ type: "hello", protocol: 1, version: "x" }));
+      const { promise } = channel.request("execute", {});
+      channel.feed(text);
+      assert.equal(broken.length, 1, text);
+      assert.equal(broken[0].code, "claude_k8s_protocol_error");
+      assert.match(broken[0].message, words);
+      await assert.rejects(promise, broken[0]);
+    }
+  });
+
+  it("is broken by a first line that is not a hello", () => {
+    const { channel, broken, hellos } = harness();
     channel.feed(line({ type: "log", id: "1", stream: "stdout", chunk: "x" }));
     assert.equal(hellos.length, 0);
-    assert.match(strays[0].__reason, /first line was not a hello/);
+    assert.equal(broken[0].code, "claude_k8s_handshake_failed");
+    assert.match(broken[0].message, /did not start with a hello line/);
   });
 
   it("fails every pending request at once on close, and every later one", async () => {
@@ -139,12 +159,30 @@ describe("channel", () => {
     assert.equal(await promise, "last");
   });
 
-  it("fails everything when the child sends a line longer than the limit", async () => {
-    const { channel } = harness({ maxLineBytes: 64 });
+  it("fails only the call a line over the limit belongs to, cancels it in the child, and keeps framing", async () => {
+    const { channel, written, broken } = harness({ maxLineBytes: 64 });
     channel.feed(line({ type: "hello", protocol: 1, version: "x" }));
-    const { promise } = channel.request("execute", {});
-    channel.feed("x".repeat(100));
-    await assert.rejects(promise, (err) => err.code === "line_too_long");
+    const big = channel.request("execute", {});
+    const other = channel.request("execute", {});
+    channel.feed(`{"type":"log","id":"1","stream":"stdout","chunk":"${"x".repeat(30)}`);
+    channel.feed(`${"x".repeat(100)}"}\n${line({ type: "result", id: "2", result: "fine" })}`);
+    await assert.rejects(big.promise, (err) => {
+      assert.equal(err.code, "line_too_long");
+      assert.match(err.message, /sent a log line longer than 64 bytes for this call; the call was given up/);
+      return true;
+    });
+    assert.equal(await other.promise, "fine");
+    assert.deepEqual(broken, []);
+    assert.deepEqual(JSON.parse(written.at(-1)), { type: "cancel", id: "1", reason: (await big.promise.catch((e) => e)).message });
+  });
+
+  it("frames a 70 MiB line in 64 KiB chunks without holding more than the limit", () => {
+    const { channel, notices } = harness();
+    channel.feed(line({ type: "hello", protocol: 1, version: "x" }));
+    const chunk = Buffer.alloc(64 * 1024, "A".charCodeAt(0));
+    for (let sent = 0; sent < 70 * 1024 * 1024; sent += chunk.length) channel.feed(chunk);
+    channel.feed("\n");
+    assert.match(notices[0], /dropped a line longer than 67108864 bytes: "AAAA/);
   });
 
   it("refuses to send a request longer than the limit", async () => {
@@ -152,5 +190,24 @@ describe("channel", () => {
     const { promise } = channel.request("execute", { prompt: "y".repeat(100) });
     await assert.rejects(promise, (err) => err.code === "line_too_long");
     assert.equal(written.length, 0);
+  });
+
+  it("refuses a request while too much waits for the child to read it", async () => {
+    let queued = 0;
+    const { channel, written } = harness({ queuedBytes: () => queued, maxQueuedBytes: 100 });
+    const first = channel.request("execute", { prompt: "y".repeat(50) });
+    queued = 80;
+    const second = channel.request("execute", { prompt: "y".repeat(50) });
+    await assert.rejects(second.promise, (err) => err.code === "claude_k8s_queue_full" && /limit 100/.test(err.message));
+    assert.equal(written.length, 1);
+    assert.ok(channel.has(first.id));
+    assert.equal(channel.notify({ type: "cancel", id: first.id }), true, "a cancel is never refused");
+  });
+
+  it("sends lone surrogates as U+FFFD, in values and keys", () => {
+    const cut = "emoji 😀".slice(0, -1);
+    const text = encode({ [cut]: [cut, { nested: cut }], fine: "😀" });
+    assert.doesNotMatch(text, /\\ud[89a-f]/i);
+    assert.deepEqual(JSON.parse(text), { "emoji \ufffd": ["emoji \ufffd", { nested: "emoji \ufffd" }], fine: "😀" });
   });
 });

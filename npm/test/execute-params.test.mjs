@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { buildExecuteParams, execute, toJsonSafe } from "../src/execute.js";
+import { execute } from "../src/execute.js";
+import { buildExecuteParams, toJsonSafe } from "../src/params.js";
 
 const SESSION = "0a1b2c3d-1111-2222-3333-444455556666";
 

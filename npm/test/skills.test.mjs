@@ -8,7 +8,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import createServerAdapter from "../src/index.js";
-import { buildExecuteParams } from "../src/execute.js";
+import { buildExecuteParams } from "../src/params.js";
 import { loadServerUtils } from "../src/prompt.js";
 import { listSkills, loadManifestBuilder, promptBundleParams, syncSkills } from "../src/skills.js";
 

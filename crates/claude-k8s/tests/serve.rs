@@ -1,38 +1,48 @@
-//! `claude-k8s serve` speaks docs/protocol.md: checked against the real binary, no cluster needed.
+//! `claude-k8s serve` speaks docs/protocol.md: the golden corpus of test/protocol/ (see its README) replayed into
+//! the real binary, where no cluster is needed. The shim's tests play the same files' answers to the shim, so both
+//! sides are held to one record of the protocol.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+
+/// The corpus files this test replays; every other file must say it was recorded on the stage.
+const REPLAYED: [&str; 6] = [
+    "handshake.jsonl",
+    "eof.jsonl",
+    "bad-requests.jsonl",
+    "malformed-execute.jsonl",
+    "config-error.jsonl",
+    "no-cluster.jsonl",
+];
 
 struct Serve {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<Value>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Serve {
-    fn start(env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-k8s"));
-        cmd.arg("serve")
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
+            .arg("serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        cmd.env_remove("KUBECONFIG")
-            .env_remove("CLAUDE_K8S_SELF_POD");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn claude-k8s serve");
-        let stdout: ChildStdout = child.stdout.take().unwrap();
+            .stderr(Stdio::null())
+            .env_remove("KUBECONFIG")
+            .env_remove("CLAUDE_K8S_SELF_POD")
+            .spawn()
+            .expect("spawn claude-k8s serve");
+        let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("non-JSON line {line:?}: {e}"));
-                if tx.send(value).is_err() {
+                if tx.send(line).is_err() {
                     break;
                 }
             }
@@ -46,26 +56,29 @@ impl Serve {
     }
 
     fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
+        let stdin = self.stdin.as_mut().expect("stdin is open");
         stdin.write_all(line.as_bytes()).unwrap();
         stdin.write_all(b"\n").unwrap();
         stdin.flush().unwrap();
     }
 
-    fn next(&self) -> Value {
-        self.lines
+    fn next(&self, file: &str) -> Value {
+        let line = self
+            .lines
             .recv_timeout(Duration::from_secs(30))
-            .expect("a line from serve within 30 s")
+            .unwrap_or_else(|_| panic!("{file}: no line from serve within 30 s"));
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{file}: non-JSON line {line:?}: {e}"))
     }
 
-    /// The first message for `id` of the given types, skipping others.
-    fn until(&self, id: &str, types: &[&str]) -> Value {
-        loop {
-            let v = self.next();
-            if v["id"] == id && types.contains(&v["type"].as_str().unwrap_or("")) {
-                return v;
+    fn wait_exit(&mut self, file: &str) -> i32 {
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        panic!("{file}: serve did not exit within 10 s");
     }
 }
 
@@ -75,120 +88,176 @@ impl Drop for Serve {
     }
 }
 
-#[test]
-fn says_hello_first_with_protocol_and_version() {
-    let s = Serve::start(&[]);
-    let hello = s.next();
-    assert_eq!(
-        hello,
-        json!({"type": "hello", "protocol": 1, "version": env!("CARGO_PKG_VERSION")})
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../test/protocol")
+}
+
+/// The header and the entries of a corpus file. A `send` entry gets `"line"`: the request's text exactly as the
+/// file has it (`{"send":<request>}`), since serve's error messages quote columns of the line.
+fn load(file: &str) -> (Value, Vec<Value>) {
+    let text = std::fs::read_to_string(corpus_dir().join(file)).unwrap();
+    let mut values = text.lines().filter(|l| !l.trim().is_empty()).map(|l| {
+        let mut entry = serde_json::from_str::<Value>(l)
+            .unwrap_or_else(|e| panic!("{file}: bad corpus line {l:?}: {e}"));
+        if let Some(request) = l
+            .trim()
+            .strip_prefix(r#"{"send":"#)
+            .and_then(|r| r.strip_suffix('}'))
+        {
+            entry["line"] = Value::from(request);
+        }
+        entry
+    });
+    let header = values.next().unwrap_or_else(|| panic!("{file} is empty"));
+    (header, values.collect())
+}
+
+/// `message` with every volatile path (a JSON pointer) checked to exist and then blanked out.
+fn without_volatile(file: &str, mut message: Value, volatile: &[Value]) -> Value {
+    for path in volatile.iter().filter_map(Value::as_str) {
+        let shown = message.to_string();
+        let slot = message
+            .pointer_mut(path)
+            .unwrap_or_else(|| panic!("{file}: {path} missing in {shown}"));
+        *slot = Value::Null;
+    }
+    message
+}
+
+/// Checks a block of answers: lines of different ids may interleave in any order, those of one id may not.
+fn check_block(file: &str, serve: &Serve, expected: &[&Value]) {
+    let mut want: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut got: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let volatile_of = |e: &Value| e["volatile"].as_array().cloned().unwrap_or_default();
+    let mut volatile: BTreeMap<String, Vec<Vec<Value>>> = BTreeMap::new();
+    for entry in expected {
+        let key = entry["recv"]["id"].to_string();
+        want.entry(key.clone()).or_default().push(without_volatile(
+            file,
+            entry["recv"].clone(),
+            &volatile_of(entry),
+        ));
+        volatile.entry(key).or_default().push(volatile_of(entry));
+    }
+    for _ in expected {
+        let line = serve.next(file);
+        let key = line["id"].to_string();
+        let index = got.get(&key).map_or(0, Vec::len);
+        let paths = volatile
+            .get(&key)
+            .and_then(|v| v.get(index))
+            .unwrap_or_else(|| panic!("{file}: unexpected line {line}"));
+        got.entry(key)
+            .or_default()
+            .push(without_volatile(file, line, paths));
+    }
+    assert_eq!(got, want, "{file}: the answers differ from the corpus");
+}
+
+fn replay(file: &str) {
+    let (header, entries) = load(file);
+    assert_eq!(header["serve"], "replayed", "{file}: header {header}");
+    let mut serve = Serve::start();
+    let mut block: Vec<&Value> = Vec::new();
+    let mut exited = false;
+    for entry in &entries {
+        if entry.get("recv").is_some() {
+            block.push(entry);
+            continue;
+        }
+        check_block(file, &serve, &block);
+        block.clear();
+        if entry.get("send").is_some() {
+            let line = entry["line"].as_str();
+            serve.send(
+                line.unwrap_or_else(|| panic!("{file}: write a send entry as {{\"send\":...}}")),
+            );
+        } else if let Some(text) = entry["sendText"].as_str() {
+            serve.send(text);
+        } else if entry["close"] == "stdin" {
+            drop(serve.stdin.take());
+        } else if let Some(code) = entry["exit"].as_i64() {
+            assert_eq!(i64::from(serve.wait_exit(file)), code, "{file}: exit code");
+            exited = true;
+        } else {
+            panic!("{file}: unknown corpus entry {entry}");
+        }
+    }
+    check_block(file, &serve, &block);
+    assert!(exited, "{file}: a replayed file ends with the child's exit");
+    std::thread::sleep(Duration::from_millis(100));
+    let extra: Vec<String> = serve.lines.try_iter().collect();
+    assert!(
+        extra.is_empty(),
+        "{file}: lines the corpus does not have: {extra:?}"
     );
 }
 
 #[test]
-fn answers_garbage_and_unknown_requests_with_errors() {
-    let mut s = Serve::start(&[]);
-    s.next();
-    s.send("this is not json");
-    let e = s.next();
-    assert_eq!(
-        (e["type"].as_str(), e["id"].is_null(), e["code"].as_str()),
-        (Some("error"), true, Some("bad_request"))
-    );
-    s.send(r#"{"type":"frobnicate","id":"f1"}"#);
-    let e = s.next();
-    assert_eq!(
-        (e["id"].as_str(), e["code"].as_str()),
-        (Some("f1"), Some("unknown_request"))
-    );
-    s.send(r#"{"type":"execute","id":"e1","params":{"runId":5}}"#);
-    let e = s.next();
-    assert_eq!(
-        (e["id"].as_str(), e["code"].as_str()),
-        (Some("e1"), Some("bad_request"))
-    );
-    // Cancelling an unknown id is a no-op; the service is still alive afterwards.
-    s.send(r#"{"type":"cancel","id":"nobody"}"#);
-    s.send(r#"{"type":"frobnicate","id":"f2"}"#);
-    assert_eq!(s.next()["id"], "f2");
+fn handshake_and_shutdown() {
+    replay("handshake.jsonl");
+}
+
+#[test]
+fn stdin_eof_is_a_shutdown() {
+    replay("eof.jsonl");
+}
+
+#[test]
+fn garbage_and_unknown_requests_get_errors_and_serve_keeps_serving() {
+    replay("bad-requests.jsonl");
+}
+
+#[test]
+fn a_malformed_execute_is_answered_with_its_id() {
+    replay("malformed-execute.jsonl");
 }
 
 #[test]
 fn a_bad_config_fails_the_run_before_anything_is_created() {
-    let mut s = Serve::start(&[]);
-    s.next();
-    let req = json!({"type": "execute", "id": "r1", "params": {
-        "runId": "run-1", "agent": {"id": "a", "companyId": "c", "name": "n"},
-        "config": {"effort": "extreme"}, "prompt": {"fresh": "hi"}}});
-    s.send(&req.to_string());
-    let result = s.until("r1", &["result"]);
-    assert_eq!(result["result"]["errorCode"], "invalid_config");
-    assert!(
-        result["result"]["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("low, medium, high")
-    );
+    replay("config-error.jsonl");
 }
 
 #[test]
-fn runs_are_multiplexed_and_each_gets_one_result() {
-    let mut s = Serve::start(&[("KUBECONFIG", "/nonexistent/kubeconfig")]);
-    s.next();
-    for id in ["a", "b", "c"] {
-        let req = json!({"type": "execute", "id": id, "params": {
-            "runId": id, "agent": {"id": id}, "config": {"kubeconfig": "/nonexistent/kubeconfig"}, "prompt": {"fresh": "hi"}}});
-        s.send(&req.to_string());
-    }
-    let mut seen = std::collections::BTreeMap::new();
-    while seen.len() < 3 {
-        let v = s.next();
-        if v["type"] == "result" {
-            assert!(
-                seen.insert(
-                    v["id"].as_str().unwrap().to_owned(),
-                    v["result"]["errorCode"].clone()
-                )
-                .is_none()
-            );
+fn runs_without_a_cluster_are_multiplexed_and_each_gets_one_result() {
+    replay("no-cluster.jsonl");
+}
+
+#[test]
+fn hello_names_this_binary_version() {
+    let (_, entries) = load("handshake.jsonl");
+    assert_eq!(entries[0]["recv"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+/// The recorded files (real exchanges from the stage, which need a cluster) are not replayed here, but each of
+/// their requests, as the real shim sent it, must be one this binary reads.
+#[test]
+fn every_corpus_file_is_replayed_or_recorded_and_recorded_requests_parse() {
+    let mut files: Vec<String> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".jsonl"))
+        .collect();
+    files.sort();
+    for file in &files {
+        let (header, entries) = load(file);
+        match header["serve"].as_str() {
+            Some("replayed") => assert!(
+                REPLAYED.contains(&file.as_str()),
+                "{file} is not in REPLAYED"
+            ),
+            Some("recorded") => {
+                for request in entries.iter().filter_map(|e| e.get("send")) {
+                    serde_json::from_value::<claude_k8s::serve::protocol::Request>(request.clone())
+                        .unwrap_or_else(|e| panic!("{file}: {request} does not parse: {e}"));
+                }
+            }
+            other => {
+                panic!("{file}: header `serve` is {other:?}, not \"replayed\" or \"recorded\"")
+            }
         }
     }
-    assert!(
-        seen.values().all(|code| code == "k8s_client_unavailable"),
-        "{seen:?}"
-    );
-}
-
-#[test]
-fn test_environment_reports_an_unreachable_cluster_as_fail() {
-    let mut s = Serve::start(&[]);
-    s.next();
-    s.send(r#"{"type":"test_environment","id":"t1","params":{"companyId":"c","adapterType":"claude_k8s","config":{"kubeconfig":"/nonexistent"}}}"#);
-    let r = s.until("t1", &["result"]);
-    assert_eq!(r["result"]["adapterType"], "claude_k8s");
-    assert_eq!(r["result"]["status"], "fail");
-    assert_eq!(r["result"]["checks"][0]["code"], "k8s_api_unreachable");
-    assert!(r["result"]["testedAt"].is_string());
-}
-
-#[test]
-fn shutdown_and_eof_exit_promptly_with_success() {
-    let mut s = Serve::start(&[]);
-    s.next();
-    s.send(r#"{"type":"shutdown"}"#);
-    assert!(wait_exit(&mut s.child).success());
-    let mut s = Serve::start(&[]);
-    s.next();
-    drop(s.stdin.take());
-    assert!(wait_exit(&mut s.child).success());
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    for file in REPLAYED {
+        assert!(files.iter().any(|f| f == file), "{file} is missing");
     }
-    panic!("serve did not exit within 5 s");
 }
