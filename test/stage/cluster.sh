@@ -283,7 +283,9 @@ start() { # name, command... (its own session, so it outlives the shell that sta
   rm -f "$STATE/$name.pid"
   # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
   # No descriptor beyond stdio is inherited: under `flock LOCK cluster.sh up` every daemon would keep the lock.
-  setsid bash -c 'echo $$ >"$0"; for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; exec "$@"' \
+  # (No redirection around the loop: bash would park stderr on a descriptor above 2, the loop would close that
+  # copy, and the daemon's stderr would stay /dev/null. Closing a descriptor that is not open is no error.)
+  setsid bash -c 'echo $$ >"$0"; for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec "$@"' \
     "$STATE/$name.pid" "$@" >"$STATE/$name.log" 2>&1 </dev/null &
   local i
   for i in $(seq 1 50); do [ -s "$STATE/$name.pid" ] && return 0; sleep 0.1; done
