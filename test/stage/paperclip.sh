@@ -258,7 +258,7 @@ do_start() {
       echo $$ >"$1"; shift
       # No descriptor of the caller beyond stdio: an inherited lock (the stage lock of `flock`) would stay held
       # for as long as the server runs.
-      for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
+      for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
       uid="$1" home="$2" user="$3" bin="$4" data="$5"; shift 5
       exec setpriv --reuid="$uid" --regid="$uid" --init-groups -- env -i \
         HOME="$home" USER="$user" LOGNAME="$user" SHELL=/bin/bash PATH="$bin:/usr/local/bin:/usr/bin:/bin" \
