@@ -8,6 +8,8 @@ use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use tokio::sync::Mutex;
 
+use crate::k8s::watches::Watches;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot read kubeconfig {path}: {source} (check adapterConfig.kubeconfig)")]
@@ -23,11 +25,12 @@ pub enum ClientError {
     Build(kube::Error),
 }
 
-/// A client and the namespace its configuration defaults to.
+/// A client, the namespace its configuration defaults to, and the watches every run on it shares.
 #[derive(Clone)]
 pub struct KubeCtx {
     pub client: Client,
     pub default_namespace: String,
+    pub watches: Arc<Watches>,
 }
 
 #[derive(Default)]
@@ -58,9 +61,12 @@ impl Clients {
             }
             None => Config::infer().await.map_err(ClientError::Infer)?,
         };
+        let default_namespace = config.default_namespace.clone();
+        let client = Client::try_from(config).map_err(ClientError::Build)?;
         let ctx = KubeCtx {
-            default_namespace: config.default_namespace.clone(),
-            client: Client::try_from(config).map_err(ClientError::Build)?,
+            default_namespace,
+            watches: Arc::new(Watches::new(client.clone())),
+            client,
         };
         cache.insert(key, ctx.clone());
         Ok(ctx)

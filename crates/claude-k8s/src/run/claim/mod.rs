@@ -7,6 +7,7 @@ pub mod guard;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -130,25 +131,24 @@ impl<'a> Claim<'a> {
 
     /// One Job per agent, first from the agent's Jobs ([`guard::decide`]: adopt, block or clear). Fails closed.
     async fn check(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Value> {
-        let jobs = run
-            .api::<Job>()
-            .list(&ListParams::default().labels_from(&labels::of_agent(&run.params.agent.id)))
-            .await
-            .map_err(|e| {
-                failure(
-                    ErrorCode::GuardUnreachable,
-                    api_error(
-                        "list the agent's Jobs to check for a running one; refusing to start a second",
-                        &e,
-                    ),
-                )
-            })?;
         let want = guard::Want {
             job_name: planned.job_name(),
             task_id: planned.identity.task_id.as_deref(),
             session_id: planned.identity.session_id.as_deref(),
         };
-        let (job, target) = match guard::decide(&jobs.items, &want, &self.followed.snapshot()) {
+        let followed = self.followed.snapshot();
+        // The shared Job watch's store answers "clear" (the Lease, taken next from the API server, catches a Job
+        // the store has not seen yet). Anything else is decided again on a fresh list: a store a moment behind
+        // could still hold the agent's previous Job, which was just removed.
+        let stored = stored_agent_jobs(run)
+            .await
+            .map(|jobs| guard::decide(&jobs, &want, &followed))
+            .filter(|v| *v == Verdict::Clear);
+        let verdict = match stored {
+            Some(verdict) => verdict,
+            None => guard::decide(&listed_agent_jobs(run).await?, &want, &followed),
+        };
+        let (job, target) = match verdict {
             Verdict::Clear => (planned.job_name().to_owned(), Target::Create),
             Verdict::Adopt { job, uid, finished } => (job, Target::Adopt { uid, finished }),
             Verdict::Blocked { job } => return Err(blocked(run, &job)),
@@ -172,6 +172,42 @@ impl Drop for Claim<'_> {
             rt.spawn(lock.release());
         }
     }
+}
+
+/// How long the guard waits for the shared Job watch's first list before it lists the agent's Jobs itself.
+const STORE_SYNC_WAIT: Duration = Duration::from_secs(2);
+
+/// The agent's Jobs in the namespace's shared Job watch, once it is synced (waiting a moment for its first list).
+async fn stored_agent_jobs(run: &Prepared<'_>) -> Option<Vec<Job>> {
+    let store = &run.watches.jobs;
+    if !store.synced() && !store.synced_within(STORE_SYNC_WAIT).await {
+        return None;
+    }
+    let agent = labels::label_value(&run.params.agent.id);
+    store.select(|j| {
+        j.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::AGENT_ID))
+            == Some(&agent)
+    })
+}
+
+/// The agent's Jobs, listed from the API server; an error refuses the run.
+async fn listed_agent_jobs(run: &Prepared<'_>) -> Result<Vec<Job>, Value> {
+    run.api::<Job>()
+        .list(&ListParams::default().labels_from(&labels::of_agent(&run.params.agent.id)))
+        .await
+        .map(|list| list.items)
+        .map_err(|e| {
+            failure(
+                ErrorCode::GuardUnreachable,
+                api_error(
+                    "list the agent's Jobs to check for a running one; refusing to start a second",
+                    &e,
+                ),
+            )
+        })
 }
 
 fn blocked(run: &Prepared<'_>, job: &str) -> Value {

@@ -11,16 +11,12 @@
 //!   right after the container started), so the wait is bounded: after the grace plus a slack, the remaining pods
 //!   are force-deleted (grace 0) and the stop is reported as forced.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 
 use crate::k8s::errors::{api_error, is_not_found};
@@ -112,7 +108,7 @@ pub async fn after_stop(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
 /// Waits until the Job's pods are gone, force-deleting them when they outlive `graceSec` plus a slack.
 pub async fn await_pods_gone(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
     let grace = Duration::from_secs(run.config.grace_sec);
-    wait_or_force(&run.api(), &job.pods, grace).await
+    wait_or_force(run, job, grace).await
 }
 
 /// The Job owns its run Secret (garbage collection removes it too); deleting it by name is quicker and also
@@ -124,17 +120,17 @@ async fn remove_run_secret(run: &Prepared<'_>, job_name: &str) {
         .await;
 }
 
-/// Waits until the pods `selector` picks (one Job's: [`labels::pods_of`]) are gone, force-deleting them when
-/// they outlive `grace` plus a slack.
-async fn wait_or_force(pods: &Api<Pod>, selector: &str, grace: Duration) -> PodsGone {
-    if wait_pods_gone(pods, selector, grace + SLACK).await {
+/// Waits until the Job's pods are gone, force-deleting them when they outlive `grace` plus a slack.
+async fn wait_or_force(run: &Prepared<'_>, job: &JobRef, grace: Duration) -> PodsGone {
+    if pods_gone_within(run, job, grace + SLACK).await {
         return PodsGone::Graceful;
     }
+    let pods = run.api::<Pod>();
     let force = DeleteParams {
         grace_period_seconds: Some(0),
         ..DeleteParams::default()
     };
-    if let Ok(list) = pods.list(&ListParams::default().labels(selector)).await {
+    if let Ok(list) = pods.list(&ListParams::default().labels(&job.pods)).await {
         for pod in list.items {
             let name = pod.metadata.name.unwrap_or_default();
             tracing::warn!(pod = %name, "pod outlived its grace period: force-deleting it");
@@ -143,37 +139,29 @@ async fn wait_or_force(pods: &Api<Pod>, selector: &str, grace: Duration) -> Pods
             }
         }
     }
-    if wait_pods_gone(pods, selector, FORCED_WAIT).await {
+    if pods_gone_within(run, job, FORCED_WAIT).await {
         PodsGone::Forced
     } else {
         PodsGone::Stuck
     }
 }
 
-/// Waits, by watch, until no pod `selector` picks is left; false on timeout.
-async fn wait_pods_gone(pods: &Api<Pod>, selector: &str, timeout: Duration) -> bool {
-    let remaining = async {
-        let mut stream =
-            watcher::watcher(pods.clone(), watcher::Config::default().labels(selector))
-                .default_backoff()
-                .boxed();
-        let mut present = BTreeSet::new();
-        let mut listed = false;
-        while let Ok(Some(event)) = stream.try_next().await {
-            match event {
-                Event::Init => present.clear(),
-                Event::InitApply(p) | Event::Apply(p) => {
-                    present.insert(p.metadata.name.unwrap_or_default());
-                }
-                Event::Delete(p) => {
-                    present.remove(&p.metadata.name.unwrap_or_default());
-                }
-                Event::InitDone => listed = true,
-            }
-            if listed && present.is_empty() {
-                return;
+/// How often a wait for pods to be gone looks at the shared store again without a change of the Job's pods (it
+/// may have been catching up with the API server).
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Waits until the shared pod watch, synced, holds no pod of the Job; false on timeout.
+async fn pods_gone_within(run: &Prepared<'_>, job: &JobRef, timeout: Duration) -> bool {
+    let store = &run.watches.pods;
+    // Subscribed before the first look, so no deletion falls between the look and the wait.
+    let mut changes = store.subscribe(&job.uid);
+    let gone = async {
+        while store.none_of(&job.uid) != Some(true) {
+            if let Ok(None) = tokio::time::timeout(RECHECK, changes.next()).await {
+                // The store is gone (the process is ending): no change will come.
+                tokio::time::sleep(RECHECK).await;
             }
         }
     };
-    tokio::time::timeout(timeout, remaining).await.is_ok()
+    tokio::time::timeout(timeout, gone).await.is_ok()
 }

@@ -8,15 +8,13 @@ pub mod machine;
 pub mod pod_state;
 pub mod stream_json;
 
-use futures::{Stream, StreamExt, future, stream};
+use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::k8s::events;
+use crate::k8s::watches::Change;
 use crate::run::cleanup;
 use crate::run::launch::JobRef;
 use crate::run::prepare::Prepared;
@@ -24,44 +22,30 @@ use machine::{Action, Follow, Input};
 pub use machine::{Ending, Limits};
 use stream_json::Transcript;
 
-/// The pod watch (the Job's own pods, by uid) and the Job watch of one run, as the machine's inputs.
+/// The run's pod and Job events, as the machine's inputs: its share of the namespace's watches
+/// ([`crate::k8s::watches`]), by the Job's uid, so the pods of an earlier Job of the same name are never taken for
+/// this one's. The shared watches never end; they reconnect by themselves.
 pub fn watch_run(
     run: &Prepared<'_>,
     job: &JobRef,
 ) -> impl Stream<Item = Input> + Send + Unpin + use<> {
-    let pods = watcher::watcher(
-        run.api::<Pod>(),
-        watcher::Config::default().labels(&job.pods),
-    )
-    .default_backoff()
-    .filter_map(|event| {
-        future::ready(match event {
-            Ok(Event::Apply(pod) | Event::InitApply(pod)) => Some(Input::Pod(Box::new(pod))),
-            Ok(Event::Delete(_)) => Some(Input::PodGone),
-            Ok(Event::Init | Event::InitDone) => None,
-            Err(e) => {
-                tracing::debug!(error = %e, "pod watch error; the watcher retries");
-                None
-            }
-        })
-    })
-    .chain(stream::once(future::ready(Input::PodWatchEnded)));
-    // kube's watch_object says `None` once the Job is gone, also when a Delete event was missed (the Job is not
-    // in a relist); the backoff keeps a watch that cannot reconnect (an API server restarting) from retrying in
-    // a tight loop.
-    let jobs = watcher::watch_object(run.api::<Job>(), &job.name)
-        .default_backoff()
-        .filter_map(|event| {
-            future::ready(match event {
-                Ok(Some(job)) => Some(Input::Job(Box::new(job))),
-                Ok(None) => Some(Input::JobGone),
-                Err(e) => {
-                    tracing::debug!(error = %e, "job watch error; the watcher retries");
-                    None
-                }
-            })
+    let pods = run
+        .watches
+        .pods
+        .subscribe(&job.uid)
+        .map(|change| match change {
+            Change::Applied(pod) => Input::Pod(Box::new((*pod).clone())),
+            Change::Deleted(_) => Input::PodGone,
         });
-    stream::select(pods.boxed(), jobs.boxed())
+    let jobs = run
+        .watches
+        .jobs
+        .subscribe(&job.uid)
+        .map(|change| match change {
+            Change::Applied(job) => Input::Job(Box::new((*job).clone())),
+            Change::Deleted(_) => Input::JobGone,
+        });
+    stream::select(pods, jobs)
 }
 
 /// Follows the run's Job until the machine finishes: `cluster` carries its pod and Job events.

@@ -18,10 +18,12 @@ use crate::run::plan::{Planned, RunManifests};
 use crate::run::prepare::Prepared;
 use crate::run::prepare::secrets::is_secret_name;
 
-/// A Job the run follows: its name, and the selector of its own pods (by uid, [`labels::pods_of`]).
+/// A Job the run follows: its name, its uid (the shared watches route its pods and itself by it), and the
+/// selector of its own pods (by uid, [`labels::pods_of`]).
 #[derive(Debug, Clone)]
 pub struct JobRef {
     pub name: String,
+    pub uid: String,
     pub pods: String,
 }
 
@@ -56,6 +58,7 @@ pub async fn launch(
     Ok(JobRef {
         name: job.to_owned(),
         pods: labels::pods_of(&uid),
+        uid,
     })
 }
 

@@ -12,11 +12,13 @@ pub mod session_record;
 pub mod toolkit;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use kube::Api;
 use serde_json::Value;
 
 use crate::k8s::clients::KubeCtx;
+use crate::k8s::watches;
 use crate::run::Services;
 use crate::run::outcome::{ErrorCode, failure};
 use crate::run::plan::invocation;
@@ -36,6 +38,8 @@ pub struct Prepared<'a> {
     pub kube: KubeCtx,
     /// The namespace of the run's objects.
     pub namespace: String,
+    /// The shared watches of the adapter's pods and Jobs in that namespace (started by the first run there).
+    pub watches: Arc<watches::Namespace>,
     pub toolkit: Toolkit,
     /// The saved session this run resumes, if the gating allows it.
     pub resume: Option<String>,
@@ -77,6 +81,8 @@ pub async fn prepare<'a>(
     // Before anything of the agent is forwarded.
     sink.mask_secrets(Masker::new(secrets::known(&params, &config, &facts)));
     let namespace = namespace(&config, &facts, &kube);
+    // Started now, so their first list runs while the prompt bundle is written.
+    let watches = kube.watches.namespace(&namespace);
     // A bare session id (agent-level heartbeat) is gated on what the session was run with, as full params are.
     let sessions = session_record::dir();
     let params =
@@ -101,6 +107,7 @@ pub async fn prepare<'a>(
         facts,
         kube,
         namespace,
+        watches,
         toolkit,
         resume,
         sessions,
