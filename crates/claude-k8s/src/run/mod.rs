@@ -63,6 +63,8 @@ pub async fn execute(
         Ok(claim) => claim,
         Err(refused) => return sink.result(refused),
     };
+    // Should this run panic before its result, its supervisor removes what it claimed.
+    sink.claimed(cleanup::Abandoned::of(&run, claim.job()));
     let mut retry = false;
     let (result, leftover) = loop {
         let attempt = attempt(&run, &claim, &planned, retry, &cancel).await;
@@ -95,6 +97,7 @@ pub async fn execute(
         if let Err(refused) = claim.recheck(&run, &planned).await {
             break (refused, None);
         }
+        sink.claimed(cleanup::Abandoned::of(&run, claim.job()));
     };
     if let Err(e) = prepare::session_record::save(&run.sessions, &result) {
         sink.warn(&e);

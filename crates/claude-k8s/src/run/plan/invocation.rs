@@ -361,7 +361,7 @@ pub fn is_loopback_url(url: &str) -> bool {
 
 /// Claude Code's own rule: `CLAUDE_CODE_USE_BEDROCK` truthy (`1`, `true`, `yes`, `on`, any case), or a Bedrock
 /// base URL.
-fn is_bedrock(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
+pub fn is_bedrock(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
     lookup("CLAUDE_CODE_USE_BEDROCK").is_some_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
