@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::run::outcome::{ErrorCode, failure};
+use crate::run::outcome::{ErrorCode, ExecutionResult, failure};
 use crate::serve::sink::Sink;
 
 /// How many ids of answered requests are remembered to refuse their reuse: ids are unique for the child's life
@@ -159,7 +159,10 @@ async fn answer_failed(sink: &Sink, why: &str, answer: Answer) {
         };
     }
     match answer {
-        Answer::FailedResult => sink.result(failure(ErrorCode::InternalError, message)),
+        Answer::FailedResult => sink.result(ExecutionResult::from(failure(
+            ErrorCode::InternalError,
+            message,
+        ))),
         Answer::Error => sink.error("internal_error", &message),
     }
 }

@@ -11,11 +11,10 @@ use std::sync::Mutex;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::ListParams;
-use serde_json::Value;
 
 use crate::k8s::errors::api_error;
 use crate::k8s::labels;
-use crate::run::outcome::{ErrorCode, failure, failure_with_hint};
+use crate::run::outcome::{ErrorCode, Failure, failure, failure_with_hint};
 use crate::run::plan::Planned;
 use crate::run::prepare::Prepared;
 use guard::{AgentLock, GuardError, Verdict};
@@ -79,7 +78,7 @@ impl<'a> Claim<'a> {
         run: &Prepared<'_>,
         followed: &'a Followed,
         planned: &Planned,
-    ) -> Result<Claim<'a>, Value> {
+    ) -> Result<Claim<'a>, Failure> {
         let mut claim = Claim {
             lock: None,
             followed,
@@ -105,7 +104,7 @@ impl<'a> Claim<'a> {
 
     /// Before the retry of an unknown session (the same Job name): the agent's Jobs are read again, under the
     /// Lease this claim holds.
-    pub async fn recheck(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Value> {
+    pub async fn recheck(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Failure> {
         self.following = None;
         self.check(run, planned).await
     }
@@ -129,7 +128,7 @@ impl<'a> Claim<'a> {
     }
 
     /// One Job per agent, first from the agent's Jobs ([`guard::decide`]: adopt, block or clear). Fails closed.
-    async fn check(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Value> {
+    async fn check(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Failure> {
         let jobs = run
             .api::<Job>()
             .list(&ListParams::default().labels_from(&labels::of_agent(&run.params.agent.id)))
@@ -174,7 +173,7 @@ impl Drop for Claim<'_> {
     }
 }
 
-fn blocked(run: &Prepared<'_>, job: &str) -> Value {
+fn blocked(run: &Prepared<'_>, job: &str) -> Failure {
     failure_with_hint(
         ErrorCode::ConcurrentRunBlocked,
         &format!(
