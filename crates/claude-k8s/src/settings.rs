@@ -42,6 +42,26 @@ pub struct Settings {
     /// The pod's name inside a cluster (the kubelet sets it).
     #[arg(long, env = "HOSTNAME", hide = true, global = true)]
     pub hostname: Option<String>,
+    /// Lines of claude's output longer than this many bytes are cut in the log follower (default 4 MiB).
+    #[arg(long, env = "CLAUDE_K8S_MAX_LINE_BYTES", hide = true, global = true)]
+    pub max_line_bytes: Option<String>,
+    /// How many executes and environment tests one serve process runs at once (default 256).
+    #[arg(long, env = "CLAUDE_K8S_MAX_RUNS", hide = true, global = true)]
+    pub max_runs: Option<String>,
+    /// How many bytes of output may wait for the host to read them before the log followers wait (default 64 MiB).
+    #[arg(
+        long,
+        env = "CLAUDE_K8S_OUTPUT_QUEUE_BYTES",
+        hide = true,
+        global = true
+    )]
+    pub output_queue_bytes: Option<String>,
+    /// Claude Code's Bedrock switch in serve's own environment (reported in `hello`).
+    #[arg(long, env = "CLAUDE_CODE_USE_BEDROCK", hide = true, global = true)]
+    pub claude_code_use_bedrock: Option<String>,
+    /// Claude Code's Bedrock endpoint in serve's own environment (reported in `hello`).
+    #[arg(long, env = "ANTHROPIC_BEDROCK_BASE_URL", hide = true, global = true)]
+    pub anthropic_bedrock_base_url: Option<String>,
 }
 
 /// How long claude may take to exit after its final `result` line (claude_local's `terminalResultCleanupGraceMs`
@@ -50,6 +70,22 @@ pub const RESULT_GRACE: Duration = Duration::from_secs(10);
 /// How long a followed stream may stay silent before it is reopened anyway: a connection a proxy or load
 /// balancer dropped without closing it would otherwise hang the transcript until the run ends.
 pub const LOG_SILENCE: Duration = Duration::from_secs(180);
+/// The longest line of claude's output forwarded whole; a longer one is cut with a marker
+/// ([`crate::run::follow::logs`]), so one agent's 70 MiB line never travels through serve and the shim.
+pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+/// The most `CLAUDE_K8S_MAX_LINE_BYTES` may be: a line of control characters, JSON-escaped six times its size,
+/// still fits the protocol's 64 MiB line.
+pub const MAX_LINE_BYTES_CEILING: usize = 10 * 1024 * 1024;
+/// The least it may be: enough for any ordinary stream-json event.
+pub const MAX_LINE_BYTES_FLOOR: usize = 64 * 1024;
+/// How many requests (executes and environment tests) one serve process runs at once: far above one Paperclip
+/// server's agents (100 concurrent runs take about 40 MiB), low enough that a flood of requests cannot exhaust it.
+pub const MAX_RUNS: usize = 256;
+/// How many bytes of messages may wait for the host to read them before the log followers wait (backpressure:
+/// the lines stay in the pods' logs meanwhile).
+pub const OUTPUT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// The longest time knob: a setting above it is taken as this (time arithmetic on it cannot overflow).
+pub const MAX_KNOB: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Settings {
     /// The start-up limits of a pod.
@@ -69,16 +105,53 @@ impl Settings {
     pub fn log_silence(&self) -> Duration {
         secs(&self.log_silence_sec).unwrap_or(LOG_SILENCE)
     }
+
+    /// The longest line of claude's output forwarded whole, within [`MAX_LINE_BYTES_FLOOR`] and
+    /// [`MAX_LINE_BYTES_CEILING`].
+    pub fn max_line_bytes(&self) -> usize {
+        whole(&self.max_line_bytes)
+            .unwrap_or(MAX_LINE_BYTES)
+            .clamp(MAX_LINE_BYTES_FLOOR, MAX_LINE_BYTES_CEILING)
+    }
+
+    /// How many requests run at once (at least 1).
+    pub fn max_runs(&self) -> usize {
+        whole(&self.max_runs).unwrap_or(MAX_RUNS).max(1)
+    }
+
+    /// How many bytes of output may wait for the host (at least one line's worth).
+    pub fn output_queue_bytes(&self) -> usize {
+        whole(&self.output_queue_bytes)
+            .unwrap_or(OUTPUT_QUEUE_BYTES)
+            .max(self.max_line_bytes())
+    }
+
+    /// Whether serve's own environment selects Bedrock, by the rule the invocation applies to a run's env.
+    pub fn bedrock(&self) -> bool {
+        crate::run::plan::invocation::is_bedrock(&|name| {
+            match name {
+                "CLAUDE_CODE_USE_BEDROCK" => self.claude_code_use_bedrock.clone(),
+                "ANTHROPIC_BEDROCK_BASE_URL" => self.anthropic_bedrock_base_url.clone(),
+                _ => None,
+            }
+            .filter(|v| !v.trim().is_empty())
+        })
+    }
 }
 
-/// A whole number of seconds; unset, empty or malformed means none.
+/// A whole number of seconds, at most [`MAX_KNOB`]; unset, empty or malformed means none.
 fn secs(value: &Option<String>) -> Option<Duration> {
-    value
-        .as_deref()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    whole(value).map(|s| Duration::from_secs(s as u64).min(MAX_KNOB))
+}
+
+/// A whole number (a larger one than `usize` holds is taken as the largest); unset, empty or malformed means none.
+fn whole(value: &Option<String>) -> Option<usize> {
+    let text = value.as_deref()?.trim();
+    match text.parse::<usize>() {
+        Ok(n) => Some(n),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Some(usize::MAX),
+        Err(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +190,55 @@ mod tests {
         assert_eq!(limits.pending_timeout, Duration::from_secs(9));
         assert_eq!(s.result_grace(), RESULT_GRACE);
         assert_eq!(s.log_silence(), LOG_SILENCE);
+    }
+
+    #[test]
+    fn huge_knobs_are_capped_and_limits_stay_in_their_range() {
+        let s = Cli::parse_from([
+            "x",
+            "--start-grace-sec",
+            "18446744073709551616",
+            "--log-silence-sec",
+            "99999999999999999999999999",
+            "--max-line-bytes",
+            "1",
+            "--max-runs",
+            "0",
+            "--output-queue-bytes",
+            "5",
+        ])
+        .settings;
+        assert_eq!(s.pod_limits().start_grace, MAX_KNOB);
+        assert_eq!(s.log_silence(), MAX_KNOB);
+        assert_eq!(s.max_line_bytes(), MAX_LINE_BYTES_FLOOR);
+        assert_eq!(s.max_runs(), 1);
+        assert_eq!(s.output_queue_bytes(), MAX_LINE_BYTES_FLOOR);
+        let s = Cli::parse_from(["x", "--max-line-bytes", "999999999999"]).settings;
+        assert_eq!(s.max_line_bytes(), MAX_LINE_BYTES_CEILING);
+        let d = Settings::default();
+        assert_eq!(
+            (d.max_line_bytes(), d.max_runs(), d.output_queue_bytes()),
+            (MAX_LINE_BYTES, MAX_RUNS, OUTPUT_QUEUE_BYTES)
+        );
+    }
+
+    #[test]
+    fn bedrock_by_the_invocation_rule() {
+        let on = |use_bedrock: Option<&str>, url: Option<&str>| {
+            Settings {
+                claude_code_use_bedrock: use_bedrock.map(str::to_owned),
+                anthropic_bedrock_base_url: url.map(str::to_owned),
+                ..Settings::default()
+            }
+            .bedrock()
+        };
+        assert!(!on(None, None));
+        assert!(on(Some("1"), None) && on(Some(" TRUE "), None) && on(Some("yes"), None));
+        assert!(on(Some("on"), None));
+        assert!(!on(Some("0"), None) && !on(Some("false"), None) && !on(Some(""), Some("  ")));
+        assert!(on(
+            None,
+            Some("https://bedrock-runtime.us-east-1.amazonaws.com")
+        ));
     }
 }

@@ -12,13 +12,18 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// The corpus files this test replays; every other file must say it was recorded on the stage.
-const REPLAYED: [&str; 6] = [
+const REPLAYED: [&str; 11] = [
     "handshake.jsonl",
     "eof.jsonl",
     "bad-requests.jsonl",
     "malformed-execute.jsonl",
     "config-error.jsonl",
     "no-cluster.jsonl",
+    "invalid-utf8.jsonl",
+    "lone-surrogates.jsonl",
+    "over-long-lines.jsonl",
+    "duplicate-ids.jsonl",
+    "huge-numbers.jsonl",
 ];
 
 struct Serve {
@@ -36,6 +41,9 @@ impl Serve {
             .stderr(Stdio::null())
             .env_remove("KUBECONFIG")
             .env_remove("CLAUDE_K8S_SELF_POD")
+            // `hello` reports Bedrock from serve's own environment.
+            .env_remove("CLAUDE_CODE_USE_BEDROCK")
+            .env_remove("ANTHROPIC_BEDROCK_BASE_URL")
             .spawn()
             .expect("spawn claude-k8s serve");
         let stdout = child.stdout.take().unwrap();
@@ -55,9 +63,9 @@ impl Serve {
         }
     }
 
-    fn send(&mut self, line: &str) {
+    fn send(&mut self, line: impl AsRef<[u8]>) {
         let stdin = self.stdin.as_mut().expect("stdin is open");
-        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(line.as_ref()).unwrap();
         stdin.write_all(b"\n").unwrap();
         stdin.flush().unwrap();
     }
@@ -154,6 +162,42 @@ fn check_block(file: &str, serve: &Serve, expected: &[&Value]) {
     assert_eq!(got, want, "{file}: the answers differ from the corpus");
 }
 
+/// `text` with each `\xNN` turned into the byte NN (for lines that are not UTF-8).
+fn with_raw_bytes(text: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut rest = text.as_bytes();
+    while !rest.is_empty() {
+        match rest {
+            [b'\\', b'x', hi, lo, tail @ ..] => {
+                let hex = std::str::from_utf8(&[*hi, *lo]).unwrap().to_owned();
+                bytes.push(u8::from_str_radix(&hex, 16).expect("\\xNN with two hex digits"));
+                rest = tail;
+            }
+            [b, tail @ ..] => {
+                bytes.push(*b);
+                rest = tail;
+            }
+            [] => unreachable!(),
+        }
+    }
+    bytes
+}
+
+/// `{"head", "fill", "tail", "bytes"}`: a line of exactly `bytes` bytes, `head` + `fill` repeated + `tail`.
+fn long_line(file: &str, long: &Value) -> Vec<u8> {
+    let part = |k: &str| {
+        long[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: sendLong.{k}"))
+    };
+    let (head, fill, tail) = (part("head"), part("fill"), part("tail"));
+    let bytes = long["bytes"].as_u64().expect("sendLong.bytes") as usize;
+    let fills = bytes.saturating_sub(head.len() + tail.len()) / fill.len().max(1);
+    let line = [head, &fill.repeat(fills), tail].concat().into_bytes();
+    assert_eq!(line.len(), bytes, "{file}: sendLong does not add up");
+    line
+}
+
 fn replay(file: &str) {
     let (header, entries) = load(file);
     assert_eq!(header["serve"], "replayed", "{file}: header {header}");
@@ -174,6 +218,10 @@ fn replay(file: &str) {
             );
         } else if let Some(text) = entry["sendText"].as_str() {
             serve.send(text);
+        } else if let Some(text) = entry["sendBytes"].as_str() {
+            serve.send(with_raw_bytes(text));
+        } else if let Some(long) = entry.get("sendLong") {
+            serve.send(long_line(file, long));
         } else if entry["close"] == "stdin" {
             drop(serve.stdin.take());
         } else if let Some(code) = entry["exit"].as_i64() {
@@ -221,6 +269,31 @@ fn a_bad_config_fails_the_run_before_anything_is_created() {
 #[test]
 fn runs_without_a_cluster_are_multiplexed_and_each_gets_one_result() {
     replay("no-cluster.jsonl");
+}
+
+#[test]
+fn lines_that_are_not_utf8_are_answered_and_skipped() {
+    replay("invalid-utf8.jsonl");
+}
+
+#[test]
+fn lone_surrogates_are_answered_with_the_id_and_the_escape() {
+    replay("lone-surrogates.jsonl");
+}
+
+#[test]
+fn over_long_lines_are_skipped_with_an_error_naming_their_id() {
+    replay("over-long-lines.jsonl");
+}
+
+#[test]
+fn a_used_id_is_refused_naming_it() {
+    replay("duplicate-ids.jsonl");
+}
+
+#[test]
+fn numbers_of_any_size_get_answers_and_nothing_panics() {
+    replay("huge-numbers.jsonl");
 }
 
 #[test]

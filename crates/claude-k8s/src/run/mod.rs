@@ -21,7 +21,7 @@ use claim::{Claim, Followed};
 use cleanup::PodsGone;
 use follow::Ending;
 use launch::JobRef;
-use outcome::RunFacts;
+use outcome::{ExecutionResult, RunFacts};
 use plan::Planned;
 use prepare::Prepared;
 use prepare::introspect::SelfPod;
@@ -51,18 +51,20 @@ pub async fn execute(
     // Prepare: config, cluster client, the Paperclip pod's facts, prompt bundle and MCP servers, resume decision.
     let run = match prepare::prepare(services, params, sink).await {
         Ok(run) => run,
-        Err(failed) => return sink.result(failed),
+        Err(failed) => return sink.result(ExecutionResult::from(failed)),
     };
     // Plan (pure): Claude's invocation and the Job for it.
     let mut planned = match plan_attempt(&run, run.resume.clone()) {
         Ok(planned) => planned,
-        Err(failed) => return sink.result(failed),
+        Err(failed) => return sink.result(ExecutionResult::from(failed)),
     };
     // Claim: one Job per agent (the agent's Jobs, then its Lease), or adopt an orphan of the same work.
     let mut claim = match Claim::take(&run, &services.followed, &planned).await {
         Ok(claim) => claim,
-        Err(refused) => return sink.result(refused),
+        Err(refused) => return sink.result(ExecutionResult::from(refused)),
     };
+    // Should this run panic before its result, its supervisor removes what it claimed.
+    sink.claimed(cleanup::Abandoned::of(&run, claim.job()));
     let mut retry = false;
     let (result, leftover) = loop {
         let attempt = attempt(&run, &claim, &planned, retry, &cancel).await;
@@ -90,13 +92,14 @@ pub async fn execute(
         retry = true;
         planned = match plan_attempt(&run, None) {
             Ok(planned) => planned,
-            Err(failed) => break (failed, None),
+            Err(failed) => break (failed.into(), None),
         };
         if let Err(refused) = claim.recheck(&run, &planned).await {
-            break (refused, None);
+            break (refused.into(), None);
         }
+        sink.claimed(cleanup::Abandoned::of(&run, claim.job()));
     };
-    if let Err(e) = prepare::session_record::save(&run.sessions, &result) {
+    if let Err(e) = prepare::session_record::save(&run.sessions, &result.session_record()) {
         sink.warn(&e);
     }
     claim.release().await;
@@ -117,7 +120,7 @@ pub async fn execute(
 
 /// What one attempt ended with.
 struct Attempt {
-    result: serde_json::Value,
+    result: ExecutionResult,
     /// How following ended (`None`: it never started).
     ending: Option<Ending>,
     transcript: follow::stream_json::Transcript,
@@ -126,7 +129,7 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn early(result: serde_json::Value) -> Self {
+    fn early(result: ExecutionResult) -> Self {
         Self {
             result,
             ending: None,
@@ -136,7 +139,7 @@ impl Attempt {
     }
 }
 
-fn plan_attempt(run: &Prepared, resume: Option<String>) -> Result<Planned, serde_json::Value> {
+fn plan_attempt(run: &Prepared, resume: Option<String>) -> Result<Planned, outcome::Failure> {
     let invocation = plan::invocation_for(run, resume);
     for note in &invocation.notes {
         run.sink.warn(note);
@@ -162,7 +165,7 @@ async fn attempt(
     }
     let job = match launch::launch(run, claim.job(), claim.target(), planned).await {
         Ok(job) => job,
-        Err(failed) => return Attempt::early(failed),
+        Err(failed) => return Attempt::early(failed.into()),
     };
     let limits = follow::Limits {
         pod: run.settings.pod_limits(),
@@ -216,6 +219,7 @@ fn run_facts(run: &Prepared, planned: &Planned, job: &JobRef, retry: bool) -> Ru
         memory_limit: run.config.resources.limits_memory.clone(),
         prompt_bundle_key: run.toolkit.bundle.as_ref().map(|b| b.key.clone()),
         mcp_server_identity: Some(run.toolkit.mcp_identity.clone()),
+        workspace: outcome::Workspace::from_context(&run.params.context),
         now: jiff::Zoned::now(),
     }
 }

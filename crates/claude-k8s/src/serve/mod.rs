@@ -1,90 +1,82 @@
 //! `claude-k8s serve`: the long-lived child of the JS shim, multiplexing runs over JSON Lines on stdio.
 //!
-//! One reader (stdin), one writer task that alone owns stdout (so lines never interleave), and a task per
-//! request. `docs/protocol.md` is the normative description; [`protocol`] holds the wire types.
+//! One reader (stdin), one writer task that alone owns stdout (so lines never interleave; [`outbox`]), and a
+//! supervised task per request ([`supervise`]). `docs/protocol.md` is the normative description; [`protocol`]
+//! holds the wire types. Nothing one request sends or does stops the others: a bad line is answered and skipped,
+//! a run that panics is answered with a failed result, and the requests in flight and the output waiting for the
+//! host are bounded.
 
+pub mod framing;
 pub mod mask;
+pub mod outbox;
 pub mod protocol;
 pub mod sink;
+pub mod supervise;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::run::{self, Services};
+use crate::serve::outbox::Outbox;
 use crate::serve::sink::Sink;
+use framing::{Frame, RequestLines};
 use protocol::{MAX_LINE_BYTES, Message, PROTOCOL_VERSION, Request};
+use supervise::{Admission, Answer, Registry};
 
 /// How long a shutdown waits for the cleanups of finished runs.
 const CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Running executes by id, so a `cancel` finds its run.
-type Registry = Arc<Mutex<HashMap<String, CancellationToken>>>;
-
 /// Serves until `shutdown` or stdin EOF. In-flight runs are abandoned without touching their Jobs: a server
 /// shutdown is not a cancel, and the Jobs are adopted by the next run.
 pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
-    let (tx, rx) = mpsc::unbounded_channel::<Message>();
-    let writer = tokio::spawn(write_messages(rx));
-    let _ = tx.send(Message::Hello {
+    let (outbox, queued) = outbox::outbox(settings.output_queue_bytes());
+    let writer = tokio::spawn(outbox::write(queued, tokio::io::stdout()));
+    outbox.send(&Message::Hello {
         protocol: PROTOCOL_VERSION,
         version: env!("CARGO_PKG_VERSION"),
+        bedrock: settings.bedrock(),
     });
 
+    let registry = Registry::new(settings.max_runs());
     let services = Arc::new(Services {
         settings,
         ..Services::default()
     });
-    let registry: Registry = Arc::default();
-    let mut lines = FramedRead::new(
-        tokio::io::stdin(),
-        LinesCodec::new_with_max_length(MAX_LINE_BYTES),
-    );
-    while let Some(line) = lines.next().await {
-        let line = match line {
-            Ok(line) => line,
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
-                let _ = tx.send(Message::Error {
-                    id: None,
+    let mut lines = FramedRead::new(tokio::io::stdin(), RequestLines::new(MAX_LINE_BYTES));
+    while let Some(frame) = lines.next().await {
+        let line = match frame {
+            Ok(Frame::Line(line)) => line,
+            Ok(Frame::TooLong { head, len }) => {
+                let salvaged = protocol::salvage(&head);
+                outbox.send(&Message::Error {
+                    id: salvaged.id,
                     code: "line_too_long".into(),
-                    message: format!("a request line exceeded {MAX_LINE_BYTES} bytes"),
+                    message: format!(
+                        "a request line of {len} bytes exceeded the limit of {MAX_LINE_BYTES} bytes and was skipped"
+                    ),
                 });
                 continue;
             }
-            Err(LinesCodecError::Io(e)) => {
+            Err(e) => {
                 tracing::error!(error = %e, "reading stdin failed");
                 break;
             }
         };
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Request>(&line) {
+        match parse(&line) {
             Ok(Request::Shutdown) => break,
-            Ok(request) => dispatch(request, &services, &registry, &tx),
-            Err(e) => {
-                let (id, known) = protocol::salvage(&line);
-                let code = if known {
-                    "bad_request"
-                } else {
-                    "unknown_request"
-                };
-                let _ = tx.send(Message::Error {
-                    id,
-                    code: code.into(),
-                    message: e.to_string(),
-                });
-            }
+            Ok(request) => dispatch(request, &services, &registry, &outbox),
+            Err(refused) => outbox.send(&refused),
         }
     }
     tracing::info!(
-        in_flight = registry.lock().map(|r| r.len()).unwrap_or(0),
+        in_flight = registry.len(),
         "serve stopping; running Jobs are left for adoption"
     );
     // Finished runs may still be removing their Job's pods: give that a bounded moment (runs still going are left
@@ -98,85 +90,142 @@ pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
             "cleanups still running at shutdown; ttlSecondsAfterFinished removes what is left"
         );
     }
-    drop(tx);
+    drop(outbox);
     // Flush what is already queued (results sent just before shutdown), then exit without waiting for runs.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
     Ok(())
 }
 
-fn dispatch(
-    request: Request,
-    services: &Arc<Services>,
-    registry: &Registry,
-    tx: &mpsc::UnboundedSender<Message>,
-) {
+/// A request line, or the `error` that answers it: named by the line's id whenever it can be read, with the
+/// problem in words.
+fn parse(line: &[u8]) -> Result<Request, Message> {
+    let refuse = |code: &str, message: String| {
+        let salvaged = protocol::salvage(line);
+        Message::Error {
+            id: salvaged.id,
+            code: code.into(),
+            message,
+        }
+    };
+    let text = std::str::from_utf8(line).map_err(|e| {
+        refuse(
+            "bad_request",
+            format!(
+                "the request line is not UTF-8 (byte {} is 0x{:02x})",
+                e.valid_up_to(),
+                line[e.valid_up_to()]
+            ),
+        )
+    })?;
+    serde_json::from_str::<Request>(text).map_err(|e| {
+        let salvaged = protocol::salvage(line);
+        let is_json = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+        let code = if salvaged.known(is_json) {
+            "bad_request"
+        } else {
+            "unknown_request"
+        };
+        let message = match protocol::lone_surrogate(line) {
+            Some(escape) => format!(
+                "a lone UTF-16 surrogate escape `{escape}` (strings must be well-formed UTF-16: \
+                 docs/protocol.md): {e}"
+            ),
+            None => e.to_string(),
+        };
+        // A cancel has no answer of its own: an error with its id would fail the execute it names.
+        if salvaged.kind.as_deref() == Some("cancel") {
+            let of = salvaged
+                .id
+                .map(|id| format!(" of `{id}`"))
+                .unwrap_or_default();
+            return Message::Error {
+                id: None,
+                code: code.into(),
+                message: format!("a malformed cancel{of} was ignored: {message}"),
+            };
+        }
+        Message::Error {
+            id: salvaged.id,
+            code: code.into(),
+            message,
+        }
+    })
+}
+
+fn dispatch(request: Request, services: &Arc<Services>, registry: &Registry, outbox: &Outbox) {
     match request {
         Request::Execute { id, params } => {
             let token = CancellationToken::new();
-            {
-                let mut runs = registry.lock().expect("registry lock");
-                if runs.contains_key(&id) {
-                    let _ = tx.send(Message::Error {
-                        id: Some(id),
-                        code: "duplicate_id".into(),
-                        message: "an execute with this id is still running".into(),
-                    });
-                    return;
-                }
-                runs.insert(id.clone(), token.clone());
-            }
-            let (services, registry, sink) = (
-                services.clone(),
-                registry.clone(),
-                Sink::new(id.clone(), tx.clone()),
-            );
+            let Some(entry) = admit(registry, &id, Some(token.clone()), outbox) else {
+                return;
+            };
+            let (services, sink) = (services.clone(), Sink::new(id.clone(), outbox.clone()));
             // The run's span covers every await of the run (a guard held across awaits would not).
             let span = tracing::info_span!("execute", id = %id, run = %params.run_id, agent = %params.agent.id);
-            tokio::spawn(
-                async move {
-                    run::execute(&services, *params, &sink, token).await;
-                    registry.lock().expect("registry lock").remove(&id);
-                }
-                .instrument(span),
-            );
+            let run = {
+                let sink = sink.clone();
+                async move { run::execute(&services, *params, &sink, token).await }
+            };
+            supervise::spawn(run.instrument(span), sink, entry, Answer::FailedResult);
         }
         Request::Cancel { id, reason } => {
-            if let Some(token) = registry.lock().expect("registry lock").get(&id) {
+            if let Some(token) = registry.cancel_token(&id) {
                 tracing::info!(id = %id, reason = ?reason, "cancel requested");
                 token.cancel();
             }
         }
         Request::TestEnvironment { id, params } => {
-            let (services, sink) = (services.clone(), Sink::new(id, tx.clone()));
-            tokio::spawn(async move {
-                let result = crate::cli::checks::test_environment(
-                    &services.clients,
-                    &services.self_pod,
-                    &services.settings,
-                    &params,
-                )
-                .await;
-                sink.result(serde_json::to_value(result).unwrap_or_default());
-            });
+            let Some(entry) = admit(registry, &id, None, outbox) else {
+                return;
+            };
+            let (services, sink) = (services.clone(), Sink::new(id, outbox.clone()));
+            let test = {
+                let sink = sink.clone();
+                async move {
+                    let result = crate::cli::checks::test_environment(
+                        &services.clients,
+                        &services.self_pod,
+                        &services.settings,
+                        &params,
+                    )
+                    .await;
+                    sink.result(result);
+                }
+            };
+            supervise::spawn(test, sink, entry, Answer::Error);
         }
         Request::Shutdown => {}
     }
 }
 
-async fn write_messages(mut rx: mpsc::UnboundedReceiver<Message>) {
-    let mut stdout = tokio::io::stdout();
-    while let Some(message) = rx.recv().await {
-        let mut line = match serde_json::to_vec(&message) {
-            Ok(line) => line,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a message");
-                continue;
-            }
-        };
-        line.push(b'\n');
-        if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
-            // The host is gone; nothing can be delivered any more.
-            break;
-        }
-    }
+/// Registers a request that will get a result; a duplicate id or one request too many is answered at once.
+fn admit(
+    registry: &Registry,
+    id: &str,
+    cancel: Option<CancellationToken>,
+    outbox: &Outbox,
+) -> Option<supervise::Entry> {
+    let refused = match registry.admit(id, cancel) {
+        Admission::Admitted(entry) => return Some(entry),
+        Admission::Duplicate { .. } => (
+            "duplicate_id",
+            format!(
+                "a request with id `{id}` was sent to this serve process already: ids are unique for the \
+                 child's life"
+            ),
+        ),
+        Admission::Full { limit } => (
+            "too_many_runs",
+            format!(
+                "serve already runs {limit} requests (CLAUDE_K8S_MAX_RUNS); `{id}` was refused: retry once some \
+                 have finished, or raise the limit"
+            ),
+        ),
+    };
+    outbox.send(&Message::Error {
+        id: Some(id.to_owned()),
+        code: refused.0.into(),
+        message: refused.1,
+    });
+    None
 }

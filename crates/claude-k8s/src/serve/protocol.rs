@@ -141,6 +141,9 @@ pub enum Message {
     Hello {
         protocol: u32,
         version: &'static str,
+        /// Whether serve's own environment selects Bedrock (Claude Code's rule: `CLAUDE_CODE_USE_BEDROCK` truthy
+        /// or `ANTHROPIC_BEDROCK_BASE_URL` set), so the shim need not decide it again.
+        bedrock: bool,
     },
     Log {
         id: String,
@@ -176,19 +179,172 @@ pub enum LogStream {
 /// The request types this version knows.
 pub const REQUEST_TYPES: [&str; 4] = ["execute", "cancel", "test_environment", "shutdown"];
 
-/// For a line that did not parse as a [`Request`]: its id, if readable (so the error can name it), and whether
-/// its `type` is one this version knows (a malformed request) or not (an unknown request).
-pub fn salvage(line: &str) -> (Option<String>, bool) {
-    let value = serde_json::from_str::<Value>(line).ok();
-    let field = |k: &str| {
-        value
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+/// What can be read of a request line that is not a valid [`Request`], so that its error names it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Salvaged {
+    /// Its top-level `id`, when that is a well-formed string.
+    pub id: Option<String>,
+    /// Its top-level `type`, when that is a well-formed string.
+    pub kind: Option<String>,
+}
+
+impl Salvaged {
+    /// Whether the line's `type` is one this version knows (or it has none it could be told by): a malformed
+    /// request, `bad_request`; otherwise an `unknown_request`.
+    pub fn known(&self, is_json: bool) -> bool {
+        match &self.kind {
+            Some(kind) => REQUEST_TYPES.contains(&kind.as_str()),
+            None => !is_json,
+        }
+    }
+}
+
+/// Reads the top-level `id` and `type` of a request line lexically, from its bytes: whatever else is wrong with it
+/// (invalid UTF-8, a lone surrogate escape, malformed JSON after them, a line cut at the head of an over-long one),
+/// the id is found when it comes before the damage, and the shim writes `type` and `id` first.
+pub fn salvage(line: &[u8]) -> Salvaged {
+    let mut found = Salvaged::default();
+    let mut scan = Scan { bytes: line, at: 0 };
+    let _ = scan.object(&mut found);
+    found
+}
+
+/// A lenient scanner over the top level of a JSON object; `None` where it cannot go on.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Scan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.space();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// A string with its quotes, as it stands (escapes are skipped, not checked).
+    fn string(&mut self) -> Option<&[u8]> {
+        let start = self.at;
+        self.expect(b'"')?;
+        loop {
+            match self.peek()? {
+                b'\\' => self.at += 2,
+                b'"' => {
+                    self.at += 1;
+                    return self.bytes.get(start..self.at);
+                }
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    fn value(&mut self) -> Option<()> {
+        self.space();
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek()? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.at += 1;
+                }
+            }
+            _ => {
+                while !matches!(
+                    self.peek()?,
+                    b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'
+                ) {
+                    self.at += 1;
+                }
+                Some(())
+            }
+        }
+    }
+
+    fn object(&mut self, found: &mut Salvaged) -> Option<()> {
+        self.expect(b'{')?;
+        loop {
+            self.space();
+            if self.peek()? == b'}' {
+                return Some(());
+            }
+            let key = self.string()?.to_vec();
+            self.expect(b':')?;
+            self.space();
+            let slot = match key.as_slice() {
+                b"\"id\"" => Some(&mut found.id),
+                b"\"type\"" => Some(&mut found.kind),
+                _ => None,
+            };
+            match slot {
+                Some(slot) if self.peek()? == b'"' => {
+                    let raw = self.string()?;
+                    if slot.is_none() {
+                        *slot = serde_json::from_slice::<String>(raw).ok();
+                    }
+                }
+                _ => self.value()?,
+            }
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                _ => return Some(()),
+            }
+        }
+    }
+}
+
+/// The first `\uXXXX` escape of a UTF-16 surrogate without its other half in `line`, as written: serde_json
+/// refuses such a line (JSON.stringify writes one for a string cut inside an emoji).
+pub fn lone_surrogate(line: &[u8]) -> Option<String> {
+    let unit = |at: usize| -> Option<u16> {
+        let hex = line.get(at..at + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
     };
-    let known = field("type").is_some_and(|t| REQUEST_TYPES.contains(&t.as_str()));
-    (field("id"), known || value.is_none())
+    let mut at = 0;
+    while at < line.len() {
+        if line[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        match unit(at) {
+            Some(high @ 0xD800..=0xDBFF) => match unit(at + 6) {
+                Some(0xDC00..=0xDFFF) => at += 12,
+                _ => return Some(format!("\\u{high:04x}")),
+            },
+            Some(low @ 0xDC00..=0xDFFF) => return Some(format!("\\u{low:04x}")),
+            Some(_) => at += 6,
+            // Any other escape is two bytes (`\\` among them, so `\\ud83d` is text, not an escape).
+            None => at += 2,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -222,16 +378,92 @@ mod tests {
         ));
     }
 
+    fn salvaged(line: &[u8]) -> (Option<String>, bool) {
+        let s = salvage(line);
+        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok();
+        let known = s.known(is_json);
+        (s.id, known)
+    }
+
     #[test]
     fn unknown_type_is_an_error_with_salvaged_id() {
         let line = r#"{"type":"frobnicate","id":"x9"}"#;
         assert!(serde_json::from_str::<Request>(line).is_err());
-        assert_eq!(salvage(line), (Some("x9".into()), false));
+        assert_eq!(salvaged(line.as_bytes()), (Some("x9".into()), false));
         assert_eq!(
-            salvage(r#"{"type":"execute","id":"e1"}"#),
+            salvaged(br#"{"type":"execute","id":"e1"}"#),
             (Some("e1".into()), true)
         );
-        assert_eq!(salvage("not json"), (None, true));
+        assert_eq!(salvaged(b"not json"), (None, true));
+        assert_eq!(
+            salvaged(br#"{"id":"n"}"#),
+            (Some("n".into()), false),
+            "no type: unknown"
+        );
+    }
+
+    #[test]
+    fn the_id_is_found_whatever_is_wrong_after_it() {
+        let id = |line: &[u8]| salvage(line).id;
+        // Invalid UTF-8, a lone surrogate, malformed JSON, a line cut short, nested values before the id.
+        assert_eq!(
+            id(b"{\"type\":\"execute\",\"id\":\"u1\",\"params\":{\"x\":\"\xff\"}}").as_deref(),
+            Some("u1")
+        );
+        assert_eq!(
+            id(br#"{"type":"execute","id":"s1","params":{"p":"\ud83d"}}"#).as_deref(),
+            Some("s1")
+        );
+        assert_eq!(
+            id(br#"{"type":"execute","id":"m1","params":{"runId":}"#).as_deref(),
+            Some("m1")
+        );
+        assert_eq!(
+            id(br#"{"type":"execute","id":"c1","params":{"prompt":"aaaa"#).as_deref(),
+            Some("c1")
+        );
+        assert_eq!(
+            id(br#" { "params" : {"a":[1,{"id":"inner"},"}\""]}, "n":-1e999, "id" : "late" } "#)
+                .as_deref(),
+            Some("late")
+        );
+        assert_eq!(
+            id(br#"{"id":"first","id":"second"}"#).as_deref(),
+            Some("first")
+        );
+        // An id that is not a well-formed string is not made up.
+        assert_eq!(id(br#"{"type":"execute","id":5}"#), None);
+        assert_eq!(id(br#"{"type":"execute","id":"\udc00"}"#), None);
+        assert_eq!(id(b"{\"id\":\"\xff\"}"), None);
+        assert_eq!(id(br#"["id","x"]"#), None);
+        assert_eq!(
+            id(br#"{"params":{"id":"nested"}}"#),
+            None,
+            "only the top level"
+        );
+        assert_eq!(
+            salvage(br#"{"type":"cancel""#).kind.as_deref(),
+            Some("cancel")
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_are_found_and_pairs_and_escaped_backslashes_are_not() {
+        assert_eq!(
+            lone_surrogate(br#""cut \ud83d""#).as_deref(),
+            Some("\\ud83d")
+        );
+        assert_eq!(
+            lone_surrogate(br#""\uDE00 low""#).as_deref(),
+            Some("\\ude00")
+        );
+        assert_eq!(lone_surrogate(br#""\ud83d\ude00 pair \u00e9""#), None);
+        assert_eq!(lone_surrogate(br#""\\ud83d is text""#), None);
+        assert_eq!(
+            lone_surrogate(br#""\ud83d\u0041""#).as_deref(),
+            Some("\\ud83d")
+        );
+        assert_eq!(lone_surrogate(b"\\u12"), None);
     }
 
     #[test]
@@ -239,9 +471,13 @@ mod tests {
         let hello = serde_json::to_string(&Message::Hello {
             protocol: 1,
             version: "0.1.0",
+            bedrock: false,
         })
         .unwrap();
-        assert_eq!(hello, r#"{"type":"hello","protocol":1,"version":"0.1.0"}"#);
+        assert_eq!(
+            hello,
+            r#"{"type":"hello","protocol":1,"version":"0.1.0","bedrock":false}"#
+        );
         let log = serde_json::to_string(&Message::Log {
             id: "r".into(),
             stream: LogStream::Stdout,

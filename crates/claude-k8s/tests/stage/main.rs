@@ -10,6 +10,7 @@
 
 mod capabilities;
 mod config;
+mod containment;
 mod failures;
 mod pipeline;
 mod resilience;

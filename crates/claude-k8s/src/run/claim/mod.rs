@@ -12,11 +12,10 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::ListParams;
-use serde_json::Value;
 
 use crate::k8s::errors::api_error;
 use crate::k8s::labels;
-use crate::run::outcome::{ErrorCode, failure, failure_with_hint};
+use crate::run::outcome::{ErrorCode, Failure, failure, failure_with_hint};
 use crate::run::plan::Planned;
 use crate::run::prepare::Prepared;
 use guard::{AgentLock, GuardError, Verdict};
@@ -80,7 +79,7 @@ impl<'a> Claim<'a> {
         run: &Prepared<'_>,
         followed: &'a Followed,
         planned: &Planned,
-    ) -> Result<Claim<'a>, Value> {
+    ) -> Result<Claim<'a>, Failure> {
         let mut claim = Claim {
             lock: None,
             followed,
@@ -106,7 +105,7 @@ impl<'a> Claim<'a> {
 
     /// Before the retry of an unknown session (the same Job name): the agent's Jobs are read again, under the
     /// Lease this claim holds.
-    pub async fn recheck(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Value> {
+    pub async fn recheck(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Failure> {
         self.following = None;
         self.check(run, planned).await
     }
@@ -130,7 +129,7 @@ impl<'a> Claim<'a> {
     }
 
     /// One Job per agent, first from the agent's Jobs ([`guard::decide`]: adopt, block or clear). Fails closed.
-    async fn check(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Value> {
+    async fn check(&mut self, run: &Prepared<'_>, planned: &Planned) -> Result<(), Failure> {
         let want = guard::Want {
             job_name: planned.job_name(),
             task_id: planned.identity.task_id.as_deref(),
@@ -194,7 +193,7 @@ async fn stored_agent_jobs(run: &Prepared<'_>) -> Option<Vec<Job>> {
 }
 
 /// The agent's Jobs, listed from the API server; an error refuses the run.
-async fn listed_agent_jobs(run: &Prepared<'_>) -> Result<Vec<Job>, Value> {
+async fn listed_agent_jobs(run: &Prepared<'_>) -> Result<Vec<Job>, Failure> {
     run.api::<Job>()
         .list(&ListParams::default().labels_from(&labels::of_agent(&run.params.agent.id)))
         .await
@@ -210,7 +209,7 @@ async fn listed_agent_jobs(run: &Prepared<'_>) -> Result<Vec<Job>, Value> {
         })
 }
 
-fn blocked(run: &Prepared<'_>, job: &str) -> Value {
+fn blocked(run: &Prepared<'_>, job: &str) -> Failure {
     failure_with_hint(
         ErrorCode::ConcurrentRunBlocked,
         &format!(

@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use serde_json::json;
 
@@ -52,6 +53,46 @@ pub async fn remove_job(run: &Prepared<'_>, job_name: &str, grace: Option<u32>) 
     {
         run.sink
             .warn(&api_error(&format!("delete Job {job_name}"), &e));
+    }
+}
+
+/// A claimed Job, by name, for removal without its run: a run that panicked leaves nothing else to go by.
+pub struct Abandoned {
+    jobs: Api<Job>,
+    secrets: Api<Secret>,
+    job: String,
+}
+
+impl Abandoned {
+    pub fn of(run: &Prepared<'_>, job: &str) -> Self {
+        Self {
+            jobs: run.api(),
+            secrets: run.api(),
+            job: job.to_owned(),
+        }
+    }
+
+    /// The Job's name.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// Deletes the Job (Background propagation: its pods get their grace) and its run Secret; an object that is
+    /// already gone is fine. The error says what could not be deleted.
+    pub async fn remove(self) -> Result<(), String> {
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        let job = match self.jobs.delete(&self.job, &dp).await {
+            Err(e) if !is_not_found(&e) => Err(api_error(&format!("delete Job {}", self.job), &e)),
+            _ => Ok(()),
+        };
+        let secret = labels::run_secret_name(&self.job);
+        match self.secrets.delete(&secret, &DeleteParams::default()).await {
+            Err(e) if !is_not_found(&e) => Err(api_error(&format!("delete Secret {secret}"), &e)),
+            _ => job,
+        }
     }
 }
 

@@ -5,16 +5,20 @@
 //! dropped. After the container has terminated the stream ends by itself, and one last read from the same
 //! position makes sure no tail line is lost.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::AsyncBufReadExt;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::{AsyncBufRead, AsyncBufReadExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::run::plan::CLAUDE_CONTAINER;
+use crate::serve::outbox::Outbox;
+use crate::serve::sink::PROGRESS_PREFIX;
 
 /// Where the reader is: the timestamp of the last delivered line and how many lines carried exactly it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,77 +60,410 @@ impl Cursor {
     }
 }
 
-/// Splits `2026-11-25T07:00:00.123456789Z text` into its timestamp and text. The text is decoded only here, from
-/// a whole line, so a multi-byte character split across network chunks arrives intact; bytes that are not UTF-8
-/// at all become U+FFFD instead of breaking the stream.
-fn split_timestamp(line: &[u8]) -> Option<(Timestamp, String)> {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let (ts, len) = timestamp_prefix(line)?;
-    let text = join_partials(line.get(len..).unwrap_or_default());
-    Some((ts, String::from_utf8_lossy(&text).into_owned()))
-}
-
-/// `<RFC 3339 timestamp> ` at the start of `bytes`: the timestamp and the prefix's length (space included, or
-/// the whole input when it is only a timestamp).
-fn timestamp_prefix(bytes: &[u8]) -> Option<(Timestamp, usize)> {
-    // The kubelet's stamps are 20 to 30 characters; never search a long line for its first space.
-    let head = &bytes[..bytes.len().min(40)];
-    let space = head.iter().position(|b| *b == b' ');
-    let end = match space {
-        Some(i) => i,
-        None if bytes.len() <= 40 => bytes.len(),
-        None => return None,
-    };
-    let stamp = std::str::from_utf8(&bytes[..end]).ok()?;
-    if !stamp.starts_with(|c: char| c.is_ascii_digit()) {
-        return None;
-    }
-    let ts = stamp.parse().ok()?;
-    Some((ts, (end + 1).min(bytes.len())))
-}
-
 /// The size of the pieces a container runtime cuts a long line into (Docker's json-file driver and containerd's
 /// CRI logger both use 16 KiB).
 const PARTIAL_LINE: usize = 16 * 1024;
 
-/// Undoes the runtime's cutting of a long line: with `timestamps=true` the kubelet prints every 16 KiB piece with
-/// its own timestamp, so a line longer than that arrives as `<ts> piece<ts> piece…`. The stamps are removed only
-/// at the 16 KiB boundaries, so a timestamp the agent itself printed is never touched. Works on bytes: a
-/// multi-byte character cut at a boundary is whole again before the line is decoded.
-fn join_partials(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if text.len() <= PARTIAL_LINE {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut joined = Vec::with_capacity(text.len());
-    let mut rest = text;
-    while rest.len() > PARTIAL_LINE {
-        joined.extend_from_slice(&rest[..PARTIAL_LINE]);
-        let after = &rest[PARTIAL_LINE..];
-        match timestamp_prefix(after) {
-            Some((_, len)) => rest = &after[len..],
-            None => {
-                rest = after;
-                break;
-            }
+/// The kubelet's stamps are 20 to 30 characters; a line's first 40 bytes hold its stamp and the space after it,
+/// or it has none.
+const STAMP_MAX: usize = 40;
+
+/// One physical line of the log as it arrives, assembled from the bytes of the stream as they come, in memory
+/// bounded by the line limit whatever the line's length.
+///
+/// With `timestamps=true` the kubelet prints every 16 KiB piece of a long line with its own timestamp, so such a
+/// line arrives as `<ts> piece<ts> piece…`. The assembler removes the stamps only at the 16 KiB boundaries, so a
+/// timestamp the agent itself printed is never touched, and it keeps at most `max` bytes of the joined text: the
+/// rest is counted, never stored. It works on bytes: a multi-byte character cut at a piece boundary is whole
+/// again before the line is decoded.
+#[derive(Debug)]
+struct Assembler {
+    max: usize,
+    phase: Phase,
+    /// The line's own timestamp (its first piece's).
+    ts: Option<Timestamp>,
+    /// The stamp being read: the line's own, or a piece's.
+    stamp: Vec<u8>,
+    /// The first `max + 1` bytes of the joined text (one more than kept, to cut at a character boundary).
+    text: Vec<u8>,
+    /// The joined text's whole length.
+    len: usize,
+    /// The last byte of the line's content (a `\r` before the `\n` is not part of it).
+    last: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// The line's timestamp.
+    Stamp,
+    /// Inside a runtime piece, with this many bytes of it to go.
+    Piece(usize),
+    /// After a whole piece: the next piece's stamp, or the line's own text if there is none.
+    PieceStamp,
+    /// Text to the end of the line (no more runtime pieces).
+    Rest,
+    /// A line without a timestamp: skipped.
+    Unstamped,
+}
+
+/// A line the assembler finished.
+#[derive(Debug, PartialEq)]
+enum Assembled {
+    Line(LogLine),
+    /// A line that did not start with a timestamp (not one of the kubelet's): skipped.
+    Unstamped,
+}
+
+/// A line of the container's log.
+#[derive(Debug, PartialEq)]
+struct LogLine {
+    ts: Timestamp,
+    /// The text, decoded (bytes that are not UTF-8 become U+FFFD), cut with a marker when it was too long.
+    text: String,
+}
+
+impl Assembler {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            phase: Phase::Stamp,
+            ts: None,
+            stamp: Vec::with_capacity(STAMP_MAX),
+            text: Vec::new(),
+            len: 0,
+            last: None,
         }
     }
-    joined.extend_from_slice(rest);
-    std::borrow::Cow::Owned(joined)
+
+    /// Whether a line has begun and is not finished yet.
+    fn in_line(&self) -> bool {
+        self.phase != Phase::Stamp || !self.stamp.is_empty()
+    }
+
+    /// Takes the bytes of `buf` up to and including the end of the current line: how many it took, and the line
+    /// if it ended.
+    fn feed(&mut self, buf: &[u8]) -> (usize, Option<Assembled>) {
+        let mut i = 0;
+        while i < buf.len() {
+            match self.phase {
+                Phase::Stamp | Phase::PieceStamp => {
+                    let b = buf[i];
+                    if b == b'\n' {
+                        return (i + 1, Some(self.finish()));
+                    }
+                    if self.stamp.len() == STAMP_MAX {
+                        self.not_a_stamp();
+                        continue;
+                    }
+                    i += 1;
+                    if b == b' ' {
+                        self.stamp_ended();
+                    } else {
+                        self.stamp.push(b);
+                        self.last = Some(b);
+                    }
+                }
+                Phase::Piece(left) => {
+                    let piece = &buf[i..buf.len().min(i + left)];
+                    let (taken, ended) = match piece.iter().position(|b| *b == b'\n') {
+                        Some(n) => (&piece[..n], true),
+                        None => (piece, false),
+                    };
+                    self.push_text(taken);
+                    i += taken.len();
+                    if ended {
+                        return (i + 1, Some(self.finish()));
+                    }
+                    self.phase = match left - taken.len() {
+                        0 => Phase::PieceStamp,
+                        left => Phase::Piece(left),
+                    };
+                }
+                Phase::Rest | Phase::Unstamped => {
+                    let rest = &buf[i..];
+                    let (taken, ended) = match rest.iter().position(|b| *b == b'\n') {
+                        Some(n) => (&rest[..n], true),
+                        None => (rest, false),
+                    };
+                    if self.phase == Phase::Rest {
+                        self.push_text(taken);
+                    }
+                    i += taken.len();
+                    if ended {
+                        return (i + 1, Some(self.finish()));
+                    }
+                }
+            }
+        }
+        (i, None)
+    }
+
+    fn push_text(&mut self, bytes: &[u8]) {
+        let room = (self.max + 1).saturating_sub(self.text.len());
+        self.text.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.len += bytes.len();
+        if let Some(b) = bytes.last() {
+            self.last = Some(*b);
+        }
+    }
+
+    /// The stamp being read, if it is one: `<RFC 3339 timestamp>`, starting with a digit.
+    fn parse_stamp(&self) -> Option<Timestamp> {
+        let stamp = self.stamp.strip_suffix(b"\r").unwrap_or(&self.stamp);
+        let stamp = std::str::from_utf8(stamp).ok()?;
+        if !stamp.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        stamp.parse().ok()
+    }
+
+    /// A space ended the stamp being read.
+    fn stamp_ended(&mut self) {
+        self.last = None;
+        match (self.phase, self.parse_stamp()) {
+            (Phase::Stamp, Some(ts)) => {
+                self.ts = Some(ts);
+                self.phase = Phase::Piece(PARTIAL_LINE);
+            }
+            (Phase::Stamp, None) => self.phase = Phase::Unstamped,
+            (_, Some(_)) => self.phase = Phase::Piece(PARTIAL_LINE),
+            (_, None) => {
+                self.stamp.push(b' ');
+                self.not_a_stamp();
+            }
+        }
+        self.stamp.clear();
+    }
+
+    /// What was read as a possible stamp is not one: at the line's start the line has none; after a piece it is
+    /// the line's own text.
+    fn not_a_stamp(&mut self) {
+        if self.phase == Phase::Stamp {
+            self.phase = Phase::Unstamped;
+        } else {
+            let bytes = std::mem::take(&mut self.stamp);
+            self.push_text(&bytes);
+            self.stamp = bytes;
+            self.phase = Phase::Rest;
+        }
+        self.stamp.clear();
+    }
+
+    /// The line ended (at its `\n`, or at the end of a finished container's log).
+    fn finish(&mut self) -> Assembled {
+        let ts = match self.phase {
+            // A line that is only a timestamp.
+            Phase::Stamp => self.parse_stamp(),
+            Phase::Unstamped => None,
+            Phase::PieceStamp => {
+                if self.parse_stamp().is_some() {
+                    // A piece's stamp at the very end: a `\r` went with it.
+                    self.last = None;
+                } else {
+                    let bytes = std::mem::take(&mut self.stamp);
+                    self.push_text(&bytes);
+                }
+                self.ts
+            }
+            Phase::Piece(_) | Phase::Rest => self.ts,
+        };
+        let has_text = matches!(
+            self.phase,
+            Phase::Piece(_) | Phase::Rest | Phase::PieceStamp
+        );
+        if has_text && self.last == Some(b'\r') {
+            self.len = self.len.saturating_sub(1);
+            self.text.truncate(self.len.min(self.text.len()));
+        }
+        let assembled = match ts {
+            Some(ts) => Assembled::Line(LogLine {
+                ts,
+                text: self.text(),
+            }),
+            None => Assembled::Unstamped,
+        };
+        self.reset();
+        assembled
+    }
+
+    /// The joined text, cut to at most `max` bytes (at a character boundary) behind a marker if it was longer.
+    fn text(&self) -> String {
+        if self.len <= self.max {
+            return String::from_utf8_lossy(&self.text).into_owned();
+        }
+        let mut end = self.max;
+        // Back to the start of the character that `max` falls inside, if it does.
+        while end > 0 && self.max - end < 3 && self.text[end] & 0xC0 == 0x80 {
+            end -= 1;
+        }
+        if self.text[end] & 0xC0 == 0x80 {
+            end = self.max;
+        }
+        format!(
+            "{} {}",
+            cut_marker(self.len, end),
+            String::from_utf8_lossy(&self.text[..end])
+        )
+    }
+
+    fn reset(&mut self) {
+        self.phase = Phase::Stamp;
+        self.ts = None;
+        self.stamp.clear();
+        self.text.clear();
+        // A run that printed one huge line does not keep its buffer for the rest of its life.
+        if self.text.capacity() > 1024 * 1024 {
+            self.text.shrink_to(64 * 1024);
+        }
+        self.len = 0;
+        self.last = None;
+    }
+}
+
+/// What stands in front of a line that was cut: what the transcript parser and Paperclip's UI show as an
+/// adapter line (a `[claude-k8s]` system entry) followed by the line's first bytes.
+pub fn cut_marker(len: usize, kept: usize) -> String {
+    format!(
+        "{PROGRESS_PREFIX} line cut: claude wrote a line of {len} bytes; its first {kept} follow \
+         (CLAUDE_K8S_MAX_LINE_BYTES):"
+    )
+}
+
+/// Splits a whole line as the kubelet sends it, `2026-11-25T07:00:00.123456789Z text\n`, into its timestamp and
+/// text (no length limit). `None` for a line without a timestamp.
+#[cfg(test)]
+fn split_timestamp(line: &[u8]) -> Option<(Timestamp, String)> {
+    let mut assembler = Assembler::new(usize::MAX - 1);
+    let (taken, done) = assembler.feed(line);
+    let done = done.or_else(|| (taken == line.len()).then(|| assembler.finish()));
+    match done {
+        Some(Assembled::Line(l)) => Some((l.ts, l.text)),
+        _ => None,
+    }
+}
+
+/// The lines of one log follower on their way to the run's driver, bounded in bytes (a line of the limit always
+/// fits) and waiting for room in serve's output queue first, so neither a fast agent nor a host that reads slowly
+/// makes the serve process hold more than its bounds.
+pub fn channel(max_line: usize, outbox: Outbox) -> (LineSender, Lines) {
+    // Two whole lines: one on its way while the driver forwards the other.
+    let capacity = (2 * max_line + 64 * 1024).min(Semaphore::MAX_PERMITS) as u32;
+    let room = Arc::new(Semaphore::new(capacity as usize));
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        LineSender {
+            tx,
+            room: room.clone(),
+            capacity,
+            outbox,
+        },
+        Lines { rx, room },
+    )
+}
+
+/// What one line weighs in the channel: its bytes and a little for the allocation around them.
+fn weight(line: &str, capacity: u32) -> u32 {
+    (line.len().saturating_add(64)).min(capacity as usize) as u32
+}
+
+pub struct LineSender {
+    tx: mpsc::UnboundedSender<(String, u32)>,
+    room: Arc<Semaphore>,
+    capacity: u32,
+    outbox: Outbox,
+}
+
+impl LineSender {
+    /// Sends a line once there is room for it; `Err` when the driver is gone.
+    async fn send(&self, line: String) -> Result<(), ()> {
+        self.outbox.room().await;
+        let weight = weight(&line, self.capacity);
+        self.room
+            .acquire_many(weight)
+            .await
+            .map_err(|_| ())?
+            .forget();
+        self.tx.send((line, weight)).map_err(|_| ())
+    }
+}
+
+/// The receiving end of [`channel`].
+pub struct Lines {
+    rx: mpsc::UnboundedReceiver<(String, u32)>,
+    room: Arc<Semaphore>,
+}
+
+impl Lines {
+    /// The next line; `None` once the follower has delivered everything.
+    pub async fn recv(&mut self) -> Option<String> {
+        let (line, weight) = self.rx.recv().await?;
+        self.room.add_permits(weight as usize);
+        Some(line)
+    }
+}
+
+/// How reading one line ended.
+enum Read {
+    Line(Assembled),
+    /// The stream ended; `inside_line` when it broke off in the middle of a line.
+    End {
+        inside_line: bool,
+    },
+    Broken(std::io::Error),
+    /// Nothing came for the silence limit.
+    Silent,
+}
+
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    assembler: &mut Assembler,
+    silence: Duration,
+) -> Read {
+    loop {
+        let buf = match tokio::time::timeout(silence, reader.fill_buf()).await {
+            Err(_) => return Read::Silent,
+            Ok(Err(e)) => return Read::Broken(e),
+            Ok(Ok(buf)) => buf,
+        };
+        if buf.is_empty() {
+            return Read::End {
+                inside_line: assembler.in_line(),
+            };
+        }
+        let (taken, done) = assembler.feed(buf);
+        reader.consume_unpin(taken);
+        if let Some(line) = done {
+            return Read::Line(line);
+        }
+    }
+}
+
+/// How long to wait before reopening a stream that ended while the container runs: 200 ms, doubling to 5 s,
+/// from the start again after every stream that opened.
+fn reopen_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
 }
 
 /// Delivers the container's lines to `out` until the container has terminated (`terminated` turns true) and its
-/// log has been read to the end; a stream silent for `silence` is reopened. Returns the number of lines delivered.
+/// log has been read to the end; a stream silent for `silence` is reopened, and a line longer than `max_line`
+/// bytes is cut ([`cut_marker`]). Returns the number of lines delivered.
 pub async fn follow(
     pods: Api<Pod>,
     pod: String,
-    out: mpsc::Sender<String>,
+    out: LineSender,
     mut terminated: watch::Receiver<bool>,
     silence: Duration,
+    max_line: usize,
 ) -> u64 {
     let mut cursor = Cursor::default();
     let mut delivered = 0u64;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = reopen_backoff();
+    let mut assembler = Assembler::new(max_line);
     loop {
         let finished_before_open = *terminated.borrow();
         let params = LogParams {
@@ -139,59 +476,57 @@ pub async fn follow(
         match pods.log_stream(&pod, &params).await {
             Ok(mut reader) => {
                 let mut seen_at_ts = 0usize;
-                let mut raw = Vec::new();
                 loop {
-                    raw.clear();
-                    let read =
-                        tokio::time::timeout(silence, reader.read_until(b'\n', &mut raw)).await;
-                    match read {
-                        Ok(Ok(0)) => break,
-                        Ok(Ok(_)) => {
-                            if !raw.ends_with(b"\n") && !finished_before_open {
-                                // The stream broke inside a line: it is read again, whole, from the cursor (in
-                                // the final read after termination, a last line without newline is complete).
-                                tracing::debug!(
-                                    bytes = raw.len(),
-                                    "log stream ended inside a line"
-                                );
-                                break;
-                            }
-                            let Some((ts, text)) = split_timestamp(&raw) else {
-                                tracing::debug!(line = %String::from_utf8_lossy(&raw), "log line without a timestamp");
-                                continue;
-                            };
-                            if cursor.admit(ts, &mut seen_at_ts) {
-                                delivered += 1;
-                                if out.send(text).await.is_err() {
-                                    return delivered;
-                                }
-                            }
+                    let line = match read_line(&mut reader, &mut assembler, silence).await {
+                        Read::Line(line) => line,
+                        Read::End { inside_line } if inside_line && finished_before_open => {
+                            // In the final read after termination, a last line without newline is complete.
+                            assembler.finish()
                         }
-                        Ok(Err(e)) => {
+                        Read::End { inside_line } => {
+                            if inside_line {
+                                // The stream broke inside a line: it is read again, whole, from the cursor.
+                                tracing::debug!("log stream ended inside a line");
+                            }
+                            break;
+                        }
+                        Read::Broken(e) => {
                             tracing::debug!(error = %e, "log stream broke");
                             break;
                         }
-                        Err(_) => {
+                        Read::Silent => {
                             tracing::debug!(
                                 secs = silence.as_secs(),
                                 "log stream silent: reopening it"
                             );
                             break;
                         }
+                    };
+                    let Assembled::Line(LogLine { ts, text }) = line else {
+                        tracing::debug!("log line without a timestamp");
+                        continue;
+                    };
+                    if cursor.admit(ts, &mut seen_at_ts) {
+                        delivered += 1;
+                        if out.send(text).await.is_err() {
+                            return delivered;
+                        }
                     }
                 }
-                backoff = Duration::from_millis(200);
+                backoff = reopen_backoff();
             }
             Err(e) => tracing::debug!(error = %e, pod = %pod, "cannot open the log stream"),
         }
+        // A line the stream broke off inside is read again whole from the cursor.
+        assembler.reset();
         if finished_before_open {
             return delivered;
         }
         // The stream ended: either the container terminated (read once more, without follow, to get the tail)
         // or the connection was cut (reopen after a short backoff, unless termination arrives first).
         if !*terminated.borrow() {
-            let _ = tokio::time::timeout(backoff, terminated.wait_for(|t| *t)).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+            let _ = tokio::time::timeout(delay, terminated.wait_for(|t| *t)).await;
         }
     }
 }
@@ -278,5 +613,151 @@ mod tests {
             Some(ts("2026-01-01T00:00:01Z")),
             "rounded down, never up"
         );
+    }
+
+    /// `text` as the kubelet sends it: cut into 16 KiB pieces, each after its own timestamp, then a newline.
+    fn on_the_wire(text: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for (i, piece) in text.chunks(PARTIAL_LINE).enumerate() {
+            wire.extend(format!("2026-11-25T07:00:01.{:09}Z ", i + 1).as_bytes());
+            wire.extend(piece);
+        }
+        if text.is_empty() {
+            wire.extend(b"2026-11-25T07:00:01.000000001Z ");
+        }
+        wire.push(b'\n');
+        wire
+    }
+
+    /// Feeds `wire` in chunks of `chunk` bytes: the lines that came out.
+    fn assemble(max: usize, wire: &[u8], chunk: usize) -> Vec<Assembled> {
+        let mut assembler = Assembler::new(max);
+        let mut out = Vec::new();
+        for mut piece in wire.chunks(chunk) {
+            while !piece.is_empty() {
+                let (taken, done) = assembler.feed(piece);
+                assert!(taken > 0 && taken <= piece.len());
+                assert!(
+                    assembler.text.len() <= max + 1,
+                    "never more than the limit held"
+                );
+                piece = &piece[taken..];
+                out.extend(done);
+            }
+        }
+        out
+    }
+
+    fn text_of(line: &Assembled) -> &str {
+        match line {
+            Assembled::Line(l) => &l.text,
+            Assembled::Unstamped => panic!("no timestamp"),
+        }
+    }
+
+    #[test]
+    fn a_line_is_assembled_the_same_whatever_chunks_the_stream_brings() {
+        let mut original = "é".as_bytes().to_vec();
+        original.extend(std::iter::repeat_n(b'x', PARTIAL_LINE * 3 - 1));
+        original.extend("🦀 2026-11-25T07:00:09Z own stamp\r".as_bytes());
+        let mut wire = on_the_wire(&original);
+        wire.extend(b"2026-11-25T07:00:02Z next\r\nno stamp here\n2026-11-25T07:00:03Z\n");
+        let whole = assemble(usize::MAX - 1, &wire, wire.len());
+        let expected = String::from_utf8(original[..original.len() - 1].to_vec()).unwrap();
+        assert_eq!(whole.len(), 4);
+        assert_eq!(
+            text_of(&whole[0]),
+            expected,
+            "the \r before the newline is not text"
+        );
+        assert_eq!(text_of(&whole[1]), "next");
+        assert_eq!(whole[2], Assembled::Unstamped);
+        assert_eq!(text_of(&whole[3]), "");
+        for chunk in [1, 2, 7, 39, 40, 41, 1000, PARTIAL_LINE, PARTIAL_LINE + 31] {
+            assert_eq!(
+                assemble(usize::MAX - 1, &wire, chunk),
+                whole,
+                "chunks of {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_cut_at_a_character_boundary_behind_the_marker() {
+        const MAX: usize = 100_000;
+        // 70 MiB would take a while in a unit test; 3 MiB of two-byte characters is the same case.
+        let original = "é".repeat(3 * 512 * 1024);
+        let mut wire = on_the_wire(original.as_bytes());
+        wire.extend(b"2026-11-25T07:00:02Z the next line\n");
+        let lines = assemble(MAX, &wire, 4096);
+        assert_eq!(lines.len(), 2);
+        let cut = text_of(&lines[0]);
+        let marker = cut_marker(original.len(), MAX);
+        assert!(cut.starts_with(&format!("{marker} é")), "{}", &cut[..200]);
+        let kept = &cut[marker.len() + 1..];
+        assert_eq!(
+            kept.len(),
+            MAX,
+            "cut exactly at the limit (a boundary: MAX is even)"
+        );
+        assert!(kept.chars().all(|c| c == 'é'), "no partial character");
+        assert_eq!(
+            text_of(&lines[1]),
+            "the next line",
+            "the line after is whole"
+        );
+        // A limit inside a character: cut before it.
+        let lines = assemble(MAX + 1, &wire, 4096);
+        let cut = text_of(&lines[0]);
+        let marker = cut_marker(original.len(), MAX);
+        assert!(cut.starts_with(&marker), "{}", &cut[..200]);
+        assert_eq!(cut.len() - marker.len() - 1, MAX);
+        // At the limit exactly: whole, no marker.
+        let exact = "a".repeat(MAX);
+        let lines = assemble(MAX, &on_the_wire(exact.as_bytes()), 999);
+        assert_eq!(text_of(&lines[0]), exact);
+        assert!(cut_marker(73_400_320, 4_194_304).starts_with(
+            "[claude-k8s] line cut: claude wrote a line of 73400320 bytes; its first 4194304 follow"
+        ));
+    }
+
+    #[test]
+    fn a_final_line_without_newline_is_finished_at_the_end_of_the_log() {
+        let mut assembler = Assembler::new(1024);
+        let (taken, done) = assembler.feed(b"2026-11-25T07:00:01Z tail");
+        assert_eq!((taken, done), (25, None));
+        assert!(assembler.in_line());
+        assert_eq!(text_of(&assembler.finish()), "tail");
+        assert!(!assembler.in_line());
+    }
+
+    #[tokio::test]
+    async fn the_line_channel_holds_about_two_lines_and_frees_room_as_lines_are_taken() {
+        let (outbox, _written) = crate::serve::outbox::outbox(1 << 30);
+        let (tx, mut rx) = channel(MAX_LINE, outbox);
+        const MAX_LINE: usize = 64 * 1024;
+        let line = "x".repeat(MAX_LINE);
+        tx.send(line.clone()).await.unwrap();
+        tx.send(line.clone()).await.unwrap();
+        let third = tokio::time::timeout(Duration::from_millis(100), tx.send(line.clone())).await;
+        assert!(third.is_err(), "a third whole line waits for room");
+        assert_eq!(rx.recv().await.unwrap(), line);
+        tokio::time::timeout(Duration::from_secs(5), tx.send(line.clone()))
+            .await
+            .expect("room again")
+            .unwrap();
+        drop(tx);
+        assert_eq!(rx.recv().await.unwrap(), line);
+        assert_eq!(rx.recv().await.unwrap(), line);
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[test]
+    fn the_reopen_backoff_doubles_from_200_ms_to_5_s() {
+        let delays: Vec<u64> = reopen_backoff()
+            .take(7)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 3200, 5000, 5000]);
     }
 }

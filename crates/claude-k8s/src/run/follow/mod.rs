@@ -10,7 +10,7 @@ pub mod stream_json;
 
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::batch::v1::Job;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::k8s::events;
@@ -57,7 +57,7 @@ pub async fn follow(
     cancel: &CancellationToken,
 ) -> (Ending, Transcript) {
     let mut machine = Follow::new(&job.name, limits, std::time::Instant::now());
-    let mut lines: Option<mpsc::Receiver<String>> = None;
+    let mut lines: Option<logs::Lines> = None;
     let mut log_task: Option<tokio::task::JoinHandle<u64>> = None;
     let (log_end_tx, log_end_rx) = watch::channel(false);
     let mut cancel_seen = false;
@@ -87,7 +87,8 @@ pub async fn follow(
                 Action::Progress(text) => run.sink.progress(&text),
                 Action::Warn(text) => run.sink.warn(&text),
                 Action::FollowLog(pod) => {
-                    let (tx, rx) = mpsc::channel(4096);
+                    let max_line = run.settings.max_line_bytes();
+                    let (tx, rx) = logs::channel(max_line, run.sink.outbox().clone());
                     lines = Some(rx);
                     log_task = Some(tokio::spawn(logs::follow(
                         run.api(),
@@ -95,6 +96,7 @@ pub async fn follow(
                         tx,
                         log_end_rx.clone(),
                         run.settings.log_silence(),
+                        max_line,
                     )));
                 }
                 Action::EndLog => {
@@ -123,7 +125,7 @@ pub async fn follow(
     }
 }
 
-async fn next_line(lines: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+async fn next_line(lines: &mut Option<logs::Lines>) -> Option<String> {
     match lines {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

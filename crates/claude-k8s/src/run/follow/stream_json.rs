@@ -5,8 +5,9 @@
 
 use serde_json::{Map, Value};
 
-/// Token totals as Paperclip's `UsageSummary` has them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Token totals as Paperclip's `UsageSummary` has them (its field names on the wire).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -175,11 +176,18 @@ impl Transcript {
             .filter(|m| !m.is_empty())
         {
             let mut total = Usage::default();
+            // Saturating: the agent can print a `result` line of its own, with any numbers in it.
             for entry in models.values().filter_map(Value::as_object) {
-                total.input_tokens +=
-                    n(entry.get("inputTokens")) + n(entry.get("cacheCreationInputTokens"));
-                total.output_tokens += n(entry.get("outputTokens"));
-                total.cached_input_tokens += n(entry.get("cacheReadInputTokens"));
+                total.input_tokens = total
+                    .input_tokens
+                    .saturating_add(n(entry.get("inputTokens")))
+                    .saturating_add(n(entry.get("cacheCreationInputTokens")));
+                total.output_tokens = total
+                    .output_tokens
+                    .saturating_add(n(entry.get("outputTokens")));
+                total.cached_input_tokens = total
+                    .cached_input_tokens
+                    .saturating_add(n(entry.get("cacheReadInputTokens")));
             }
             return Some(total);
         }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::k8s::errors::{self as kube_errors, api_error};
 use crate::k8s::labels;
 use crate::run::claim::Target;
-use crate::run::outcome::{ErrorCode, failure, failure_with_hint};
+use crate::run::outcome::{ErrorCode, Failure, failure, failure_with_hint};
 use crate::run::plan::invocation::Invocation;
 use crate::run::plan::{Planned, RunManifests};
 use crate::run::prepare::Prepared;
@@ -36,7 +36,7 @@ pub async fn launch(
     job: &str,
     target: &Target,
     planned: &Planned,
-) -> Result<JobRef, Value> {
+) -> Result<JobRef, Failure> {
     let uid = match target {
         Target::Create => create(run, &planned.manifests)
             .await?
@@ -91,7 +91,7 @@ pub fn invocation_meta(inv: &Invocation, job_name: &str, namespace: &str) -> Val
 }
 
 /// Creates the run Secret, then the Job, then makes the Job own the Secret so garbage collection removes it.
-async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Value> {
+async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Failure> {
     let secrets = run.api::<Secret>();
     let jobs = run.api::<Job>();
     let pp = PostParams::default();
@@ -180,7 +180,7 @@ async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Value> {
 }
 
 /// A failed create: RBAC and quota refusals get their own codes; the server's words and the fix either way.
-fn create_failure(code: ErrorCode, req: &kube_errors::Request, e: &kube::Error) -> Value {
+fn create_failure(code: ErrorCode, req: &kube_errors::Request, e: &kube::Error) -> Failure {
     let code = match kube_errors::kind(e) {
         kube_errors::Kind::Forbidden => ErrorCode::Forbidden,
         kube_errors::Kind::Quota => ErrorCode::QuotaExceeded,

@@ -68,11 +68,12 @@ error_codes! {
     ClaudeFailed = "claude_failed",
     ClaudeExitNonzero = "claude_exit_nonzero",
     ClaudeOutputUnparsed = "claude_output_unparsed",
+    InternalError = "claude_k8s_internal_error",
 }
 
 /// Codes the README's troubleshooting table leaves out on purpose: they mean a bug or a broken API server, not
 /// something a user sets right.
-pub const INTERNAL: &[ErrorCode] = &[ErrorCode::WatchEnded];
+pub const INTERNAL: &[ErrorCode] = &[ErrorCode::WatchEnded, ErrorCode::InternalError];
 
 impl ErrorCode {
     /// The hint of a code whose fix does not depend on the run.

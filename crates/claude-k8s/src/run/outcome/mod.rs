@@ -5,10 +5,12 @@
 
 pub mod error_code;
 pub mod report;
+pub mod result;
 pub mod retry_hint;
 
 pub use error_code::ErrorCode;
 pub use report::{Failure, cancelled, failure, failure_with_hint, report, unknown_session};
+pub use result::{ErrorMeta, ExecutionResult, SessionParams};
 
 use serde_json::{Map, Value, json};
 
@@ -43,26 +45,68 @@ pub struct RunFacts {
     /// resume on them (claude_local's `promptBundleKey`, `mcpServerIdentity`).
     pub prompt_bundle_key: Option<String>,
     pub mcp_server_identity: Option<String>,
+    /// The Paperclip workspace the run worked in, kept with the session as claude_local keeps it.
+    pub workspace: Workspace,
     /// When the run ended, in the server's time zone (a usage limit's reset time is read against it).
     pub now: jiff::Zoned,
 }
 
+/// `context.paperclipWorkspace`'s identity: its id and repository (claude_local's `workspaceId`, `repoUrl`,
+/// `repoRef` in `sessionParams`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Workspace {
+    pub id: Option<String>,
+    pub repo_url: Option<String>,
+    pub repo_ref: Option<String>,
+}
+
+impl Workspace {
+    /// From the run's context; a field that is not a non-blank string is absent (trimmed, as claude_local's
+    /// session codec stores it).
+    pub fn from_context(context: &Map<String, Value>) -> Self {
+        let workspace = context.get("paperclipWorkspace").and_then(Value::as_object);
+        let field = |k: &str| {
+            let text = workspace?.get(k)?.as_str()?.trim();
+            (!text.is_empty()).then(|| text.to_owned())
+        };
+        Self {
+            id: field("workspaceId"),
+            repo_url: field("repoUrl"),
+            repo_ref: field("repoRef"),
+        }
+    }
+}
+
 impl RunFacts {
     /// The sessionParams Paperclip keeps for the next run.
-    fn session_params(&self, id: &str) -> Value {
-        let mut p = json!({"sessionId": id, "cwd": self.cwd});
-        if let Some(key) = &self.prompt_bundle_key {
-            p["promptBundleKey"] = json!(key);
+    fn session_params(&self, id: &str) -> SessionParams {
+        SessionParams {
+            session_id: id.to_owned(),
+            cwd: self.cwd.clone(),
+            prompt_bundle_key: self.prompt_bundle_key.clone(),
+            mcp_server_identity: self.mcp_server_identity.clone(),
+            workspace_id: self.workspace.id.clone(),
+            repo_url: self.workspace.repo_url.clone(),
+            repo_ref: self.workspace.repo_ref.clone(),
         }
-        if let Some(identity) = &self.mcp_server_identity {
-            p["mcpServerIdentity"] = json!(identity);
+    }
+
+    /// The session fields of a result: the session Claude reported, or the one the run resumed.
+    fn session(&self, t: &Transcript, r: &mut ExecutionResult) {
+        if let Some(id) = t
+            .session_id
+            .clone()
+            .or_else(|| self.fallback_session_id.clone())
+        {
+            r.session_params = Some(self.session_params(&id));
+            r.session_display_id = Some(id.clone());
+            r.session_id = Some(id);
         }
-        p
     }
 }
 
 /// The AdapterExecutionResult for a container that terminated.
-pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
+pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> ExecutionResult {
     let billing_type = if run.bedrock {
         "metered_api"
     } else if run.has_api_key {
@@ -70,22 +114,18 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
     } else {
         "subscription"
     };
-    let mut r = Map::new();
-    r.insert("exitCode".into(), json!(end.exit_code));
-    r.insert("signal".into(), Value::Null);
-    r.insert("timedOut".into(), json!(false));
-    r.insert("provider".into(), json!("anthropic"));
-    r.insert(
-        "biller".into(),
-        json!(if run.bedrock {
+    let mut r = ExecutionResult {
+        exit_code: Some(end.exit_code),
+        provider: Some("anthropic"),
+        biller: Some(if run.bedrock {
             "aws_bedrock"
         } else {
             "anthropic"
         }),
-    );
-    r.insert("billingType".into(), json!(billing_type));
-    let model = t.model.clone().or_else(|| run.configured_model.clone());
-    r.insert("model".into(), json!(model));
+        billing_type: Some(billing_type),
+        model: Some(t.model.clone().or_else(|| run.configured_model.clone())),
+        ..ExecutionResult::default()
+    };
 
     let Some(result) = &t.result else {
         let mut message = container_failure(end, t, run).unwrap_or_else(|| {
@@ -97,47 +137,30 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
             no_result_code(end)
         };
         if let Some(hint) = no_result_hint(code, run) {
-            r.insert("errorMeta".into(), json!({"hint": hint}));
             message = format!("{message}. Hint: {hint}");
+            r.error_meta = Some(ErrorMeta { hint });
         }
-        r.insert("errorMessage".into(), json!(message));
-        r.insert("errorCode".into(), json!(code));
-        r.insert("clearSession".into(), json!(run.clear_session));
-        r.insert("summary".into(), json!(t.assistant_summary()));
-        r.insert(
-            "resultJson".into(),
+        r.error_message = Some(message);
+        r.error_code = Some(code);
+        r.clear_session = Some(run.clear_session);
+        r.summary = Some(t.assistant_summary());
+        r.result_json = Some(object(
             json!({"stdoutTail": t.last_plain_lines, "container": {"exitCode": end.exit_code, "reason": end.reason, "message": end.message}}),
-        );
-        return Value::Object(r);
+        ));
+        return r;
     };
 
     let succeeded = t.subtype() == Some("success") && !t.is_error();
     let failed = !succeeded && (end.exit_code != 0 || t.is_error());
-    if let Some(u) = t.usage() {
-        r.insert(
-            "usage".into(),
-            json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens, "cachedInputTokens": u.cached_input_tokens}),
-        );
-        r.insert("usageBasis".into(), json!("per_run"));
+    if let Some(usage) = t.usage() {
+        r.usage = Some(usage);
+        r.usage_basis = Some("per_run");
     }
-    if let Some(cost) = t.cost_usd() {
-        r.insert("costUsd".into(), json!(cost));
-    }
-    let session = t
-        .session_id
-        .clone()
-        .or_else(|| run.fallback_session_id.clone());
-    if let Some(id) = &session {
-        r.insert("sessionId".into(), json!(id));
-        r.insert("sessionDisplayId".into(), json!(id));
-        r.insert("sessionParams".into(), run.session_params(id));
-    }
-    r.insert("summary".into(), json!(t.summary()));
-    r.insert(
-        "clearSession".into(),
-        json!(run.clear_session || t.is_max_turns()),
-    );
-    r.insert("resultJson".into(), Value::Object(result.clone()));
+    r.cost_usd = t.cost_usd();
+    run.session(t, &mut r);
+    r.summary = Some(t.summary());
+    r.clear_session = Some(run.clear_session || t.is_max_turns());
+    r.result_json = Some(result.clone());
     if failed {
         let mut message = t.describe_failure();
         if let Some(container) =
@@ -145,12 +168,11 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
         {
             message = format!("{message} ({container})");
         }
-        r.insert("errorMessage".into(), json!(message));
         let (code, family) = classify_claude_failure(t, &message);
-        r.insert("errorCode".into(), json!(code));
+        r.error_code = Some(code);
         if let Some(family) = family {
-            r.insert("errorFamily".into(), json!(family));
-            if let Some(Value::Object(rj)) = r.get_mut("resultJson") {
+            r.error_family = Some(family);
+            if let Some(rj) = &mut r.result_json {
                 rj.insert("errorFamily".into(), json!(family));
             }
         }
@@ -165,20 +187,29 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
                 &run.now,
             );
         }
+        r.error_message = Some(message);
     } else if t.is_refusal() {
-        r.insert("errorCode".into(), json!(ErrorCode::ClaudeRefusal));
-        r.insert("errorFamily".into(), json!("model_refusal"));
-        r.insert("errorMessage".into(), json!(t.describe_failure()));
+        r.error_code = Some(ErrorCode::ClaudeRefusal);
+        r.error_family = Some("model_refusal");
+        r.error_message = Some(t.describe_failure());
     } else if end.exit_code != 0 {
         // Claude reported success but the container did not exit 0 (for example stopped after its result line).
-        r.insert("exitCode".into(), json!(0));
+        r.exit_code = Some(0);
     }
-    Value::Object(r)
+    r
+}
+
+/// A JSON object built with `json!`.
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 /// claude_local's `retryNotBefore` (top level and in resultJson) when Claude named the time its limit resets.
 fn insert_retry_not_before(
-    r: &mut serde_json::Map<String, Value>,
+    r: &mut ExecutionResult,
     code: ErrorCode,
     text: &str,
     now: &jiff::Zoned,
@@ -186,44 +217,32 @@ fn insert_retry_not_before(
     let Some(at) = crate::run::outcome::retry_hint::retry_not_before(text, now) else {
         return;
     };
-    let at = json!(at.to_string());
-    r.insert("retryNotBefore".into(), at.clone());
-    if let Some(Value::Object(rj)) = r.get_mut("resultJson") {
-        rj.insert("retryNotBefore".into(), at.clone());
-        rj.insert("transientRetryNotBefore".into(), at.clone());
+    let at = at.to_string();
+    if let Some(rj) = &mut r.result_json {
+        rj.insert("retryNotBefore".into(), json!(at));
+        rj.insert("transientRetryNotBefore".into(), json!(at));
         if code == ErrorCode::ProviderQuota {
-            rj.insert("providerQuotaRetryNotBefore".into(), at);
+            rj.insert("providerQuotaRetryNotBefore".into(), json!(at));
         }
     }
+    r.retry_not_before = Some(at);
 }
 
 /// The result of a run the adapter stopped at `timeoutSec` (claude_local's words), with Claude's last lines.
-pub fn timed_out(timeout_sec: u64, t: &Transcript, run: &RunFacts) -> Value {
-    let mut r = Map::new();
-    r.insert("exitCode".into(), Value::Null);
-    r.insert("signal".into(), Value::Null);
-    r.insert("timedOut".into(), json!(true));
-    r.insert("errorCode".into(), json!(ErrorCode::Timeout));
-    r.insert(
-        "errorMessage".into(),
-        json!(format!("Timed out after {timeout_sec}s")),
-    );
-    r.insert("clearSession".into(), json!(run.clear_session));
-    if let Some(id) = t
-        .session_id
-        .clone()
-        .or_else(|| run.fallback_session_id.clone())
-    {
-        r.insert("sessionId".into(), json!(id));
-        r.insert("sessionDisplayId".into(), json!(id));
-        r.insert("sessionParams".into(), run.session_params(&id));
-    }
-    r.insert("summary".into(), json!(t.assistant_summary()));
-    r.insert(
-        "resultJson".into(),
-        json!({"lastLines": t.last_lines, "stdoutTail": t.last_plain_lines}),
-    );
-    Value::Object(r)
+pub fn timed_out(timeout_sec: u64, t: &Transcript, run: &RunFacts) -> ExecutionResult {
+    let mut r = ExecutionResult {
+        timed_out: true,
+        error_code: Some(ErrorCode::Timeout),
+        error_message: Some(format!("Timed out after {timeout_sec}s")),
+        clear_session: Some(run.clear_session),
+        summary: Some(t.assistant_summary()),
+        result_json: Some(object(
+            json!({"lastLines": t.last_lines, "stdoutTail": t.last_plain_lines}),
+        )),
+        ..ExecutionResult::default()
+    };
+    run.session(t, &mut r);
+    r
 }
 
 /// `message`, then Claude's last few lines when there are any.

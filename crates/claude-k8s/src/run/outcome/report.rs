@@ -1,8 +1,11 @@
 //! What a run reports for each way it can end, and the results of runs that never reached Claude. Pure.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{ContainerEnd, ErrorCode, RunFacts, finished, timed_out, with_last_lines};
+use super::{
+    ContainerEnd, ErrorCode, ErrorMeta, ExecutionResult, RunFacts, finished, object, timed_out,
+    with_last_lines,
+};
 use crate::run::follow::Ending;
 use crate::run::follow::stream_json::Transcript;
 
@@ -24,25 +27,41 @@ impl Failure {
     }
 }
 
-/// A failed result that never reached Claude.
-pub fn failure(code: ErrorCode, message: impl Into<String>) -> Value {
-    json!({"exitCode": null, "signal": null, "timedOut": false, "errorCode": code, "errorMessage": message.into()})
+impl From<Failure> for ExecutionResult {
+    /// The failed result: with a hint, the message ends with it and `errorMeta.hint` carries it alone.
+    fn from(f: Failure) -> Self {
+        match f.hint {
+            Some(hint) => ExecutionResult {
+                error_meta: Some(ErrorMeta { hint: hint.clone() }),
+                ..ExecutionResult::failed(f.code, format!("{}. Hint: {hint}", f.message))
+            },
+            None => ExecutionResult::failed(f.code, f.message),
+        }
+    }
 }
 
-/// A failed result with a hint: the message ends with it, and `errorMeta.hint` carries it alone.
-pub fn failure_with_hint(code: ErrorCode, message: &str, hint: &str) -> Value {
-    let mut r = failure(code, format!("{message}. Hint: {hint}"));
-    r["errorMeta"] = json!({"hint": hint});
-    r
+/// A run that failed before it reached Claude.
+pub fn failure(code: ErrorCode, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+        hint: None,
+    }
+}
+
+/// [`failure`] with what to do about it.
+pub fn failure_with_hint(code: ErrorCode, message: &str, hint: &str) -> Failure {
+    Failure::new(code, message.to_owned(), Some(hint))
 }
 
 /// A cancel, acknowledged at `now`; `forced` when the pod had to be force-deleted.
-pub fn cancelled(forced: bool, now: jiff::Timestamp) -> Value {
-    json!({
-        "exitCode": null, "signal": null, "timedOut": false,
-        "errorCode": ErrorCode::Cancelled, "errorMessage": "Cancelled: the Job was deleted",
-        "resultJson": {"executionCancellation": {"state": "acknowledged", "acknowledgedAt": now.to_string(), "forced": forced}}
-    })
+pub fn cancelled(forced: bool, now: jiff::Timestamp) -> ExecutionResult {
+    ExecutionResult {
+        result_json: Some(object(json!({
+            "executionCancellation": {"state": "acknowledged", "acknowledgedAt": now.to_string(), "forced": forced}
+        }))),
+        ..failure(ErrorCode::Cancelled, "Cancelled: the Job was deleted").into()
+    }
 }
 
 /// How the claude container ended, when it did (a run claude was stopped in after its result counts as 143).
@@ -70,7 +89,7 @@ pub fn report(
     result_grace_sec: u64,
     timeout_sec: u64,
     now: jiff::Timestamp,
-) -> Value {
+) -> ExecutionResult {
     match ending {
         Ending::Exited(end) => finished(end, t, run),
         Ending::StoppedAfterResult(end) => {
@@ -80,7 +99,7 @@ pub fn report(
                 ..Default::default()
             });
             let mut r = finished(&end, t, run);
-            if let Some(Value::Object(rj)) = r.get_mut("resultJson") {
+            if let Some(rj) = &mut r.result_json {
                 rj.insert(
                     "unmanagedBackgroundTask".into(),
                     json!({"stoppedAfterResultSec": result_grace_sec, "by": "claude-k8s"}),
@@ -91,13 +110,14 @@ pub fn report(
         Ending::Cancelled => cancelled(forced, now),
         Ending::TimedOut => timed_out(timeout_sec, t, run),
         Ending::Failed(f) => {
-            let message = with_last_lines(&f.message, t);
-            let mut r = match &f.hint {
-                Some(hint) => failure_with_hint(f.code, &message, hint),
-                None => failure(f.code, message),
+            let failed = Failure {
+                message: with_last_lines(&f.message, t),
+                ..f.clone()
             };
-            r["clearSession"] = json!(run.clear_session);
-            r
+            ExecutionResult {
+                clear_session: Some(run.clear_session),
+                ..failed.into()
+            }
         }
     }
 }

@@ -1,5 +1,14 @@
 use super::*;
 
+/// The outcome's builders, their results as the wire has them.
+fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Value {
+    serde_json::to_value(super::finished(end, t, run)).unwrap()
+}
+
+fn timed_out(timeout_sec: u64, t: &Transcript, run: &RunFacts) -> Value {
+    serde_json::to_value(super::timed_out(timeout_sec, t, run)).unwrap()
+}
+
 fn transcript(lines: &[&str]) -> Transcript {
     let mut t = Transcript::default();
     lines.iter().for_each(|l| t.push_line(l));
@@ -279,4 +288,74 @@ fn a_success_stopped_after_its_result_is_a_success() {
     let r = finished(&end, &transcript(&[INIT, OK]), &facts());
     assert_eq!(r["exitCode"], 0);
     assert!(r.get("errorCode").is_none());
+}
+
+/// The result of the heartbeat recorded on the stage (test/protocol/execute-success.jsonl), rebuilt from the
+/// transcript the same recording holds, is the recorded result byte for byte on the wire.
+#[test]
+fn the_recorded_heartbeats_result_is_rebuilt_byte_for_byte() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../test/protocol/execute-success.jsonl");
+    let entries: Vec<Value> = std::fs::read_to_string(corpus)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut t = Transcript::default();
+    for m in entries.iter().map(|e| &e["recv"]) {
+        if m["type"] == "log" && m["stream"] == "stdout" {
+            let chunk = m["chunk"].as_str().unwrap();
+            if !chunk.starts_with("[claude-k8s]") {
+                t.push_line(chunk.trim_end_matches('\n'));
+            }
+        }
+    }
+    let recorded = entries
+        .iter()
+        .map(|e| &e["recv"])
+        .find(|m| m["type"] == "result")
+        .unwrap();
+    let saved = &recorded["result"]["sessionParams"];
+    let run = RunFacts {
+        cwd: saved["cwd"].as_str().unwrap().into(),
+        has_api_key: true,
+        prompt_bundle_key: saved["promptBundleKey"].as_str().map(str::to_owned),
+        mcp_server_identity: saved["mcpServerIdentity"].as_str().map(str::to_owned),
+        ..facts()
+    };
+    let wire = |v: &Value| serde_json::to_string(v).unwrap();
+    assert_eq!(
+        wire(&finished(&ContainerEnd::default(), &t, &run)),
+        wire(&recorded["result"])
+    );
+}
+
+#[test]
+fn session_params_carry_the_workspace_as_claude_local_keeps_it() {
+    let context = json!({"paperclipWorkspace": {"cwd": "/w", "workspaceId": " ws-1 ", "repoUrl": "https://git.example/r.git",
+                                                "repoRef": "", "source": "project_primary"}});
+    let run = RunFacts {
+        workspace: Workspace::from_context(context.as_object().unwrap()),
+        ..facts()
+    };
+    let r = finished(&ContainerEnd::default(), &transcript(&[INIT, OK]), &run);
+    assert_eq!(
+        r["sessionParams"],
+        json!({"sessionId": "s-1", "cwd": "/paperclip/w", "workspaceId": "ws-1", "repoUrl": "https://git.example/r.git"})
+    );
+    assert_eq!(Workspace::from_context(&Map::new()), Workspace::default());
+}
+
+#[test]
+fn usage_numbers_of_any_size_saturate() {
+    // The agent can print a `result` line of its own.
+    let huge = r#"{"type":"result","subtype":"success","is_error":false,"result":"x","modelUsage":{"a":{"inputTokens":1e300,"cacheCreationInputTokens":1e300,"outputTokens":-5},"b":{"inputTokens":18446744073709551615,"outputTokens":1e30}},"total_cost_usd":1e308}"#;
+    let r = finished(&ContainerEnd::default(), &transcript(&[huge]), &facts());
+    assert_eq!(r["usage"]["inputTokens"], u64::MAX);
+    assert_eq!(
+        r["usage"]["outputTokens"],
+        u64::MAX,
+        "-5 counts as 0, 1e30 as the most"
+    );
+    assert_eq!(r["costUsd"], 1e308);
 }

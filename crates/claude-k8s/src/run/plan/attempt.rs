@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::invocation::Invocation;
 use super::{RunManifests, RunPlanInput, plan};
 use crate::k8s::labels::RunIdentity;
-use crate::run::outcome::{ErrorCode, failure};
+use crate::run::outcome::{ErrorCode, Failure, failure};
 use crate::run::prepare::{Prepared, mcp};
 use crate::serve::protocol::ExecuteParams;
 
@@ -36,7 +36,7 @@ pub fn invocation_for(run: &Prepared, resume: Option<String>) -> Invocation {
 }
 
 /// Plans the attempt that runs `invocation`; a failure is the run's result.
-pub fn for_attempt(run: &Prepared, invocation: Invocation) -> Result<Planned, Value> {
+pub fn for_attempt(run: &Prepared, invocation: Invocation) -> Result<Planned, Failure> {
     let params = &run.params;
     let mcp_config = mcp::config_json(&run.toolkit.mcp, invocation.env_value("PAPERCLIP_API_URL"));
     let identity = RunIdentity {

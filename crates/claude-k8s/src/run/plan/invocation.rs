@@ -172,14 +172,22 @@ pub fn resumable_session(
     config: &AgentConfig,
     caps: &Toolkit,
 ) -> Result<Option<String>, String> {
-    let saved = params.runtime.session_params.as_ref();
-    let id = saved
-        .and_then(|p| p.get("sessionId").or_else(|| p.get("session_id")))
-        .and_then(Value::as_str)
-        .or(params.runtime.session_id.as_deref())
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    // claude_local's session codec: the first of a field's spellings that is a non-blank string, trimmed; saved
+    // params without a session id are not a Claude session's (the codec drops them).
+    let field = |saved: &serde_json::Map<String, Value>, spellings: &[&str]| {
+        spellings
+            .iter()
+            .find_map(|k| non_blank(saved.get(*k)?.as_str()?))
+    };
+    let saved = params
+        .runtime
+        .session_params
+        .as_ref()
+        .filter(|p| field(p, &["sessionId", "session_id"]).is_some());
+    let saved_text = |spellings: &[&str]| field(saved?, spellings);
+    let id = saved_text(&["sessionId", "session_id"])
+        .or_else(|| non_blank(params.runtime.session_id.as_deref()?))
+        .unwrap_or_default();
     if id.is_empty() {
         return Ok(None);
     }
@@ -188,14 +196,7 @@ pub fn resumable_session(
             "saved session `{id}` is not a Claude session id; starting a fresh session"
         ));
     }
-    let saved_cwd = saved
-        .and_then(|p| {
-            p.get("cwd")
-                .or_else(|| p.get("workdir"))
-                .or_else(|| p.get("folder"))
-        })
-        .and_then(Value::as_str)
-        .filter(|c| !c.is_empty());
+    let saved_cwd = saved_text(&["cwd", "workdir", "folder"]);
     let cwd = working_directory(params, config);
     if let Some(saved_cwd) = saved_cwd
         && saved_cwd.trim_end_matches('/') != cwd.trim_end_matches('/')
@@ -204,14 +205,10 @@ pub fn resumable_session(
             "session `{id}` was saved for {saved_cwd}, this run works in {cwd}; starting a fresh session"
         ));
     }
-    let Some(saved) = saved else {
+    if saved.is_none() {
         return Ok(Some(id));
-    };
-    let saved_str = |k: &str| saved.get(k).and_then(Value::as_str).unwrap_or("").trim();
-    // claude_local's codec also reads the snake_case spelling.
-    let saved_key = Some(saved_str("promptBundleKey"))
-        .filter(|k| !k.is_empty())
-        .unwrap_or_else(|| saved_str("prompt_bundle_key"));
+    }
+    let saved_key = saved_text(&["promptBundleKey", "prompt_bundle_key"]).unwrap_or_default();
     if let Some(bundle) = &caps.bundle
         && !saved_key.is_empty()
         && saved_key != bundle.key
@@ -222,7 +219,7 @@ pub fn resumable_session(
             bundle.key
         ));
     }
-    let saved_mcp = saved_str("mcpServerIdentity");
+    let saved_mcp = saved_text(&["mcpServerIdentity"]).unwrap_or_default();
     let mcp_matches = if saved_mcp.is_empty() {
         caps.mcp.is_empty()
     } else {
@@ -235,6 +232,13 @@ pub fn resumable_session(
         ));
     }
     Ok(Some(id))
+}
+
+/// `text` trimmed, unless that leaves nothing.
+fn non_blank(text: &str) -> Option<String> {
+    Some(text.trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 /// claude_local's rule: the workspace Paperclip prepared, except that an explicit `cwd` beats the agent home.
@@ -361,7 +365,7 @@ pub fn is_loopback_url(url: &str) -> bool {
 
 /// Claude Code's own rule: `CLAUDE_CODE_USE_BEDROCK` truthy (`1`, `true`, `yes`, `on`, any case), or a Bedrock
 /// base URL.
-fn is_bedrock(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
+pub fn is_bedrock(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
     lookup("CLAUDE_CODE_USE_BEDROCK").is_some_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),

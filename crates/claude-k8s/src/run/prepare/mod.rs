@@ -15,12 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kube::Api;
-use serde_json::Value;
 
 use crate::k8s::clients::KubeCtx;
 use crate::k8s::watches;
 use crate::run::Services;
-use crate::run::outcome::{ErrorCode, failure};
+use crate::run::outcome::{ErrorCode, Failure, failure};
 use crate::run::plan::invocation;
 use crate::serve::mask::Masker;
 use crate::serve::protocol::ExecuteParams;
@@ -65,7 +64,7 @@ pub async fn prepare<'a>(
     services: &Services,
     params: ExecuteParams,
     sink: &'a Sink,
-) -> Result<Prepared<'a>, Value> {
+) -> Result<Prepared<'a>, Failure> {
     let config = AgentConfig::parse(&params.config)
         .map_err(|e| failure(ErrorCode::InvalidConfig, e.to_string()))?;
     let kube = services

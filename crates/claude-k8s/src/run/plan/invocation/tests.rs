@@ -89,6 +89,67 @@ fn resume_gating_for_task_and_agent_level_runs() {
     );
 }
 
+#[test]
+fn saved_session_fields_are_read_with_claude_locals_spellings_and_fallbacks() {
+    let c = config(json!({}));
+    let cwd = "/paperclip/instances/default/workspaces/agent-1";
+    let resumed = |session_params: Value, session_id: Value| {
+        let mut v = base();
+        v["runtime"] = json!({"sessionParams": session_params, "sessionId": session_id});
+        resumable_session(&params(v), &c, &caps("k1", json!([])))
+    };
+    // A blank or non-string sessionId falls back to session_id, then to the bare runtime id; ids are trimmed.
+    for saved in [json!(""), json!("  "), json!(42), json!(null)] {
+        assert_eq!(
+            resumed(
+                json!({"sessionId": saved, "session_id": format!(" {SESSION} "), "cwd": cwd}),
+                json!(null)
+            )
+            .unwrap()
+            .as_deref(),
+            Some(SESSION),
+            "sessionId {saved}"
+        );
+    }
+    assert_eq!(
+        resumed(json!({"sessionId": " "}), json!(format!("{SESSION}\n")))
+            .unwrap()
+            .as_deref(),
+        Some(SESSION)
+    );
+    // An empty or blank cwd falls back to workdir, then folder; the cwd is trimmed.
+    let other = "/elsewhere";
+    for (saved, resumes) in [
+        (json!({"cwd": "", "workdir": cwd}), true),
+        (json!({"cwd": "   ", "workdir": "", "folder": cwd}), true),
+        (json!({"cwd": format!("  {cwd}/ ")}), true),
+        (json!({"cwd": "", "workdir": other}), false),
+        (json!({"cwd": 7, "folder": other}), false),
+    ] {
+        let mut sp = saved.clone();
+        sp["sessionId"] = json!(SESSION);
+        assert_eq!(resumed(sp, json!(null)).is_ok(), resumes, "{saved}");
+    }
+    // The bundle key in either spelling (a blank camelCase one falls back too).
+    for saved in [
+        json!({"promptBundleKey": "k2"}),
+        json!({"prompt_bundle_key": "k2"}),
+        json!({"promptBundleKey": " ", "prompt_bundle_key": "k2"}),
+    ] {
+        let mut sp = saved.clone();
+        sp["sessionId"] = json!(SESSION);
+        let why = resumed(sp, json!(null)).unwrap_err();
+        assert!(why.contains("prompt bundle k2"), "{saved}: {why}");
+    }
+    // Saved params without a session id are not a session's: the bare runtime id resumes, unchecked.
+    assert_eq!(
+        resumed(json!({"cwd": other}), json!(SESSION))
+            .unwrap()
+            .as_deref(),
+        Some(SESSION)
+    );
+}
+
 fn caps(key: &str, mcp: Value) -> Toolkit {
     let servers = crate::run::prepare::mcp::servers(mcp.as_array().unwrap());
     Toolkit {

@@ -112,7 +112,7 @@ impl Run {
             ..Default::default()
         };
         let ending = self.ending().expect("finished");
-        report(
+        serde_json::to_value(report(
             ending,
             self.m.transcript(),
             &facts,
@@ -120,7 +120,8 @@ impl Run {
             10,
             5,
             jiff::Timestamp::now(),
-        )
+        ))
+        .unwrap()
     }
 }
 
