@@ -42,6 +42,12 @@ pub struct Settings {
     /// The pod's name inside a cluster (the kubelet sets it).
     #[arg(long, env = "HOSTNAME", hide = true, global = true)]
     pub hostname: Option<String>,
+    /// The operator policy as inline JSON (see [`crate::policy`]).
+    #[arg(long, env = crate::policy::POLICY_ENV, hide = true, global = true)]
+    pub policy_json: Option<String>,
+    /// A file holding the operator policy (YAML or JSON), e.g. a mounted ConfigMap.
+    #[arg(long, env = crate::policy::POLICY_FILE_ENV, hide = true, global = true)]
+    pub policy_file: Option<String>,
 }
 
 /// How long claude may take to exit after its final `result` line (claude_local's `terminalResultCleanupGraceMs`
@@ -68,6 +74,13 @@ impl Settings {
 
     pub fn log_silence(&self) -> Duration {
         secs(&self.log_silence_sec).unwrap_or(LOG_SILENCE)
+    }
+
+    /// The operator policy: the built-in default when neither variable is set (or set empty). Unlike the knobs,
+    /// a bad policy is an error: a typo must not silently allow nothing or everything.
+    pub fn policy(&self) -> Result<crate::policy::Policy, crate::policy::PolicyError> {
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        crate::policy::from_vars(set(&self.policy_json), set(&self.policy_file))
     }
 }
 

@@ -36,6 +36,12 @@ impl Serve {
             .stderr(Stdio::null())
             .env_remove("KUBECONFIG")
             .env_remove("CLAUDE_K8S_SELF_POD")
+            // The operator policy lets the corpus's configs name their (missing) kubeconfig: refused by default.
+            .env(
+                "CLAUDE_K8S_POLICY",
+                r#"{"kubeconfigs": ["/nonexistent", "/nonexistent/*"]}"#,
+            )
+            .env_remove("CLAUDE_K8S_POLICY_FILE")
             .spawn()
             .expect("spawn claude-k8s serve");
         let stdout = child.stdout.take().unwrap();

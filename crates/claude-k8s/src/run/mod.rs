@@ -37,6 +37,8 @@ pub struct Services {
     pub cleanups: TaskTracker,
     /// Read once when the process started.
     pub settings: crate::settings::Settings,
+    /// The operator policy, read once when the process started (from the settings).
+    pub policy: crate::policy::Policy,
 }
 
 /// Runs one execute and sends its result through `sink`. The result goes out as soon as it is known: what is

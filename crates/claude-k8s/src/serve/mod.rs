@@ -30,6 +30,9 @@ type Registry = Arc<Mutex<HashMap<String, CancellationToken>>>;
 /// Serves until `shutdown` or stdin EOF. In-flight runs are abandoned without touching their Jobs: a server
 /// shutdown is not a cancel, and the Jobs are adopted by the next run.
 pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
+    // Before the handshake: a bad policy is a startup error (the shim reports the exit with these words).
+    let policy = settings.policy().map_err(std::io::Error::other)?;
+    tracing::info!("{}", policy.summary());
     let (tx, rx) = mpsc::unbounded_channel::<Message>();
     let writer = tokio::spawn(write_messages(rx));
     let _ = tx.send(Message::Hello {
@@ -39,6 +42,7 @@ pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
 
     let services = Arc::new(Services {
         settings,
+        policy,
         ..Services::default()
     });
     let registry: Registry = Arc::default();
@@ -153,6 +157,7 @@ fn dispatch(
                     &services.clients,
                     &services.self_pod,
                     &services.settings,
+                    &services.policy,
                     &params,
                 )
                 .await;

@@ -64,6 +64,11 @@ pub async fn prepare<'a>(
 ) -> Result<Prepared<'a>, Value> {
     let config = AgentConfig::parse(&params.config)
         .map_err(|e| failure(ErrorCode::InvalidConfig, e.to_string()))?;
+    // Before anything else: a refused kubeconfig is never read, a refused patch never planned.
+    services
+        .policy
+        .check_run(&params, &config)
+        .map_err(|denied| denied.result())?;
     let kube = services
         .clients
         .get(config.kubeconfig.as_deref())
