@@ -150,6 +150,14 @@ impl SafeDir {
         &self.path
     }
 
+    /// Another handle on the same directory.
+    pub fn try_clone(&self) -> Result<Self, FileError> {
+        Ok(Self {
+            fd: self.fd.try_clone().map_err(|e| FileError::Io(e.kind()))?,
+            path: self.path.clone(),
+        })
+    }
+
     /// The child directory `name`, created (0755) when missing and `create` is set.
     pub fn subdir(&self, name: &OsStr, create: bool) -> Result<Self, FileError> {
         one_component(name)?;

@@ -241,7 +241,16 @@ pub struct RunScope<'a> {
     pub agent_id: &'a str,
 }
 
-impl RunScope<'_> {
+impl<'a> RunScope<'a> {
+    /// The scope of an execute, from its params.
+    pub fn of(params: &'a crate::serve::protocol::ExecuteParams) -> Self {
+        Self {
+            instance_root: params.prompt_bundle.instance_root.as_deref(),
+            company_id: &params.agent.company_id,
+            agent_id: &params.agent.id,
+        }
+    }
+
     /// `<instance root>/companies/<company>/agents/<agent>`, where Paperclip keeps the agent's managed
     /// instructions; `None` without an instance root or with ids that are not plain names.
     pub fn agent_dir(&self) -> Option<std::path::PathBuf> {
@@ -361,12 +370,7 @@ impl Policy {
         params: &crate::serve::protocol::ExecuteParams,
         config: &AgentConfig,
     ) -> Result<(), Denied> {
-        let scope = RunScope {
-            instance_root: params.prompt_bundle.instance_root.as_deref(),
-            company_id: &params.agent.company_id,
-            agent_id: &params.agent.id,
-        };
-        self.check(config, Some(&scope))
+        self.check(config, Some(&RunScope::of(params)))
     }
 
     fn check_kubeconfig(&self, path: &str, out: &mut Denials) {

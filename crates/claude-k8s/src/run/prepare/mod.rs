@@ -87,8 +87,8 @@ pub async fn prepare<'a>(
     let params =
         session_record::with_saved_params(params, |id| session_record::read(&sessions, id));
     // Blocking file I/O on the shared volume (skill trees are copied), off the async workers.
-    let (p, c) = (params.clone(), config.clone());
-    let toolkit = match tokio::task::spawn_blocking(move || toolkit::prepare(&p, &c)).await {
+    let (p, c, pol) = (params.clone(), config.clone(), services.policy.clone());
+    let toolkit = match tokio::task::spawn_blocking(move || toolkit::prepare(&p, &c, &pol)).await {
         Ok(Ok(toolkit)) => toolkit,
         Ok(Err(e)) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),
         Err(e) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),
