@@ -323,3 +323,25 @@ fn a_bad_policy_is_a_startup_error_that_names_the_setting() {
     assert!(!stderr.contains(secret), "{stderr}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Masking is in place before the config is parsed: an error that quotes a config value never carries a known
+/// secret (here the run token, pasted where a model effort belongs).
+#[test]
+fn errors_before_the_cluster_carry_no_known_secret() {
+    let mut serve = Serve::start(&[("SOME_SERVICE_TOKEN", "own-env-token-value-42")]);
+    for (id, value) in [
+        ("t", "run-token-policy-test-0123456789"),
+        ("o", "own-env-token-value-42"),
+    ] {
+        let (result, all) = serve.execute(id, json!({"effort": value}));
+        assert_eq!(result["errorCode"], "invalid_config", "{all}");
+        assert!(!all.contains(value), "{all}");
+        assert!(
+            result["errorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("***REDACTED***"),
+            "{all}"
+        );
+    }
+}

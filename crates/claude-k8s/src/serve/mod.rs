@@ -43,6 +43,7 @@ pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
     let services = Arc::new(Services {
         settings,
         policy,
+        own_env: crate::run::prepare::secrets::own_env(),
         ..Services::default()
     });
     let registry: Registry = Arc::default();

@@ -1,7 +1,7 @@
 //! Where a run's output goes: tagged protocol messages on the single writer's channel, with the run's known
 //! secrets masked ([`crate::serve::mask`]) in every line, meta and result.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
@@ -16,8 +16,9 @@ pub const PROGRESS_PREFIX: &str = "[claude-k8s]";
 pub struct Sink {
     id: String,
     tx: UnboundedSender<Message>,
-    /// Set once the run knows its secrets (after parsing its config), before anything of the agent is forwarded.
-    masker: Arc<OnceLock<Masker>>,
+    /// The run's secrets, set before its config is parsed and completed once the Paperclip pod is read, before
+    /// anything of the agent is forwarded.
+    masker: Arc<RwLock<Masker>>,
 }
 
 impl Sink {
@@ -29,22 +30,24 @@ impl Sink {
         }
     }
 
-    /// From now on these values never leave the process in clear. Set once; later calls are ignored.
+    /// From now on these values never leave the process in clear. Each call gives the whole set (it replaces the
+    /// previous one, which it includes).
     pub fn mask_secrets(&self, masker: Masker) {
-        let _ = self.masker.set(masker);
+        *self.masker.write().unwrap_or_else(|e| e.into_inner()) = masker;
     }
 
     fn masked<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        match self.masker.get() {
-            Some(m) => m.mask(text),
-            None => std::borrow::Cow::Borrowed(text),
-        }
+        self.masker
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .mask(text)
     }
 
     fn masked_json(&self, mut value: Value) -> Value {
-        if let Some(m) = self.masker.get() {
-            m.mask_json(&mut value);
-        }
+        self.masker
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .mask_json(&mut value);
         value
     }
 

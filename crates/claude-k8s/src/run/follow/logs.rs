@@ -157,7 +157,8 @@ pub async fn follow(
                                 break;
                             }
                             let Some((ts, text)) = split_timestamp(&raw) else {
-                                tracing::debug!(line = %String::from_utf8_lossy(&raw), "log line without a timestamp");
+                                // Its length only: the agent's output may hold secrets, and tracing is not masked.
+                                tracing::debug!(bytes = raw.len(), "log line without a timestamp");
                                 continue;
                             };
                             if cursor.admit(ts, &mut seen_at_ts) {

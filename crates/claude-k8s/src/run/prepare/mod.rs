@@ -62,6 +62,11 @@ pub async fn prepare<'a>(
     params: ExecuteParams,
     sink: &'a Sink,
 ) -> Result<Prepared<'a>, Value> {
+    // Before anything of the config is looked at, so that no error of this run can carry a known secret.
+    sink.mask_secrets(Masker::new(secrets::before_config(
+        &params,
+        &services.own_env,
+    )));
     let config = AgentConfig::parse(&params.config)
         .map_err(|e| failure(ErrorCode::InvalidConfig, e.to_string()))?;
     // Before anything else: a refused kubeconfig is never read, a refused patch never planned.
@@ -80,7 +85,11 @@ pub async fn prepare<'a>(
         .await
         .map_err(|e| failure(ErrorCode::SelfPodUnreadable, e.to_string()))?;
     // Before anything of the agent is forwarded.
-    sink.mask_secrets(Masker::new(secrets::known(&params, &config, &facts)));
+    sink.mask_secrets(Masker::new(secrets::of_run(
+        &params,
+        &facts,
+        &services.own_env,
+    )));
     let namespace = namespace(&config, &facts, &kube);
     // A bare session id (agent-level heartbeat) is gated on what the session was run with, as full params are.
     let sessions = session_record::dir();
