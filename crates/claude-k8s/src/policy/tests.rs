@@ -399,3 +399,52 @@ fn the_summary_says_what_the_policy_widens() {
         "{s}"
     );
 }
+
+/// The stage's policy file parses and allows the configs the stage suites send, and nothing like hostPID.
+#[test]
+fn the_stage_policy_allows_the_stage_configs_only() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test/stage/policy.yaml");
+    let p = from_vars(None, Some(path.into())).unwrap();
+    let stage = json!({
+        "kubeconfig": "/work/wt/x/target/testcluster/limited.kubeconfig",
+        "image": "local/claude-agent:2.1.328",
+        "initImage": "local/busybox:1",
+        "podSpecPatch": {"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"},
+        "paperclipApiUrl": "http://127.0.0.1:3100",
+        "env": {"ANTHROPIC_BASE_URL": "http://127.0.0.1:41000", "CLAUDE_CODE_MAX_RETRIES": "1"}
+    });
+    assert!(p.check(&config(stage.clone()), Some(&SCOPE)).is_ok());
+    let mut hostile = stage;
+    hostile["podSpecPatch"]["hostPID"] = json!(true);
+    hostile["env"]["HTTPS_PROXY"] = json!("http://127.0.0.1:9");
+    hostile["kubeconfig"] = json!("/paperclip/target/testcluster/x.kubeconfig");
+    assert_eq!(
+        fields(p.check(&config(hostile), Some(&SCOPE))),
+        ["podSpecPatch.hostPID", "kubeconfig", "env.HTTPS_PROXY"]
+    );
+}
+
+/// The documented example is a valid policy and means what its comments say.
+#[test]
+fn the_example_policy_parses() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/policy-example.yaml"
+    );
+    let p = from_vars(None, Some(path.into())).unwrap();
+    assert!(
+        p.check(
+            &config(json!({"podSpecPatch": {"affinity": {}}, "namespace": "agents-a"})),
+            None
+        )
+        .is_ok()
+    );
+    assert!(
+        p.check(
+            &config(json!({"podSpecPatch": {"hostNetwork": true}})),
+            None
+        )
+        .is_err()
+    );
+    assert!(p.env_denied("GIT_SSH_COMMAND") && p.env_denied("ANTHROPIC_BASE_URL"));
+}
