@@ -140,29 +140,22 @@ fn containers(
         }
         security_context(&at, c.get("securityContext"), rules, out);
         if !rules.secret_references {
-            let secret_env = c
-                .get("env")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .position(|e| e.pointer("/valueFrom/secretKeyRef").is_some());
-            if let Some(j) = secret_env {
-                out.push(Denial::patch(
-                    &format!("{at}.env[{j}].valueFrom.secretKeyRef"),
-                    "\"allowSecretReferences\": true",
-                ));
-            }
-            let secret_env_from = c
-                .get("envFrom")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .position(|e| e.get("secretRef").is_some());
-            if let Some(j) = secret_env_from {
-                out.push(Denial::patch(
-                    &format!("{at}.envFrom[{j}].secretRef"),
-                    "\"allowSecretReferences\": true",
-                ));
+            for (list, pointer, what) in [
+                ("env", "/valueFrom/secretKeyRef", "valueFrom.secretKeyRef"),
+                ("envFrom", "/secretRef", "secretRef"),
+            ] {
+                let found = c
+                    .get(list)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .position(|e| e.pointer(pointer).is_some());
+                if let Some(j) = found {
+                    out.push(Denial::patch(
+                        &format!("{at}.{list}[{j}].{what}"),
+                        "\"allowSecretReferences\": true",
+                    ));
+                }
             }
         }
     }
