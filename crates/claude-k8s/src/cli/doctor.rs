@@ -16,9 +16,9 @@ pub async fn run(
     namespace: Option<String>,
     json: bool,
 ) -> ExitCode {
-    // The policy the Paperclip Deployment's serve processes would read; the operator's own --kubeconfig is theirs.
+    // The policy the Paperclip Deployment's serve processes would read; the operator's own flags are theirs.
     let policy = match settings.policy() {
-        Ok(p) => p.with_operator_kubeconfig(kubeconfig.as_deref()),
+        Ok(p) => p.with_operator_choices(kubeconfig.as_deref(), namespace.as_deref()),
         Err(e) => {
             eprintln!("claude-k8s doctor: {e}");
             return ExitCode::FAILURE;

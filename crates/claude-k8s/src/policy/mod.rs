@@ -416,10 +416,18 @@ impl Policy {
             || any_matches(&self.instructions_roots, &p.to_string_lossy())
     }
 
-    /// The same policy, also allowing `kubeconfig` (an operator's own `--kubeconfig` on the command line).
-    pub fn with_operator_kubeconfig(mut self, path: Option<&str>) -> Self {
-        if let Some(p) = path.and_then(normal_path) {
+    /// The same policy, also allowing what an operator names on the command line (`doctor --kubeconfig
+    /// --namespace`): those are the operator's own choices, not an agent's.
+    pub fn with_operator_choices(
+        mut self,
+        kubeconfig: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Self {
+        if let Some(p) = kubeconfig.and_then(normal_path) {
             self.kubeconfigs.push(Glob::new(&p.to_string_lossy()));
+        }
+        if let Some(ns) = namespace {
+            self.namespaces.push(Glob::new(ns));
         }
         self
     }

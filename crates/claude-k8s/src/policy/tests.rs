@@ -177,11 +177,14 @@ fn kubeconfig_is_never_read_from_agent_config_unless_listed_and_never_from_the_s
             ),
         }
     }
-    // The operator's own --kubeconfig (doctor) is always allowed.
-    let op = Policy::default().with_operator_kubeconfig(Some("/root/.kube/config"));
+    // The operator's own --kubeconfig and --namespace (doctor) are always allowed.
+    let op = Policy::default().with_operator_choices(Some("/root/.kube/config"), Some("agents"));
     assert!(
-        op.check(&config(json!({"kubeconfig": "/root/.kube/config"})), None)
-            .is_ok()
+        op.check(
+            &config(json!({"kubeconfig": "/root/.kube/config", "namespace": "agents"})),
+            None
+        )
+        .is_ok()
     );
 }
 

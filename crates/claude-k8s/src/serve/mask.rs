@@ -7,7 +7,7 @@
 //! looked at. A secret is also matched in the spellings an agent's tools commonly print it in ([`spellings`]):
 //! JSON-escaped (stream-json escapes quotes and backslashes; other encoders `/` or every symbol as `\u002b`),
 //! base64 (standard and URL-safe, with and without padding, wrapped as `base64` and `openssl` wrap it, and at each
-//! of the three byte offsets a secret can have inside a longer base64 text) and URL-encoded. Masking is a safety
+//! of the three byte offsets a secret can have inside a longer base64 text), URL-encoded and hex. Masking is a safety
 //! net for output that carries a secret by accident, not a barrier: an agent that has a value can always print it
 //! in a spelling no list foresees (docs/security.md says what it can and cannot catch).
 
@@ -151,6 +151,16 @@ pub fn spellings(secret: &str) -> Vec<String> {
     let component = percent_encoding::utf8_percent_encode(secret, COMPONENT).to_string();
     base.push(component.replace("%20", "+"));
     base.push(component);
+    // Every byte as hex, bare (`xxd -p`, `od -tx1` joined) or percent-encoded (a shell one-liner's URL encoding),
+    // in lower and upper case.
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let every_byte: String = bytes.iter().map(|b| format!("%{b:02x}")).collect();
+    base.extend([
+        hex.to_ascii_uppercase(),
+        hex,
+        every_byte.to_ascii_uppercase(),
+        every_byte,
+    ]);
     let mut out = Vec::new();
     for form in base {
         // Inside a JSON string: the standard escapes, `/` escaped too, or every symbol as \u00XX.
@@ -264,6 +274,8 @@ mod tests {
             wrapped.join("\n"),
             every.clone(),
             every.to_ascii_lowercase_hex(),
+            secret.bytes().map(|b| format!("%{b:02x}")).collect(),
+            secret.bytes().map(|b| format!("{b:02X}")).collect(),
             serde_json::to_string(&secret).unwrap(),
             secret
                 .chars()

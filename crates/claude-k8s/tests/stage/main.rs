@@ -11,6 +11,7 @@
 mod capabilities;
 mod config;
 mod failures;
+mod isolation;
 mod pipeline;
 mod resilience;
 mod support;
