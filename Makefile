@@ -45,11 +45,13 @@ test-cluster:
 	$(STAGE)/run-cluster-tests.sh
 
 ## The Paperclip end-to-end suite: the packed adapter in a real Paperclip; heartbeats run on the stage. The server
-## gets the stage's facts the way a real Deployment has them in its environment (its own pod, its credentials).
+## gets the stage's facts the way a real Deployment has them in its environment (its own pod, its credentials, the
+## operator policy).
 test-paperclip: package
 	cargo build -p fake-anthropic
 	set -a && source target/testcluster/stage.env && set +a && \
-	  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" $(STAGE)/paperclip.sh test
+	  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" \
+	  CLAUDE_K8S_POLICY_FILE="$(CURDIR)/$(STAGE)/policy.yaml" $(STAGE)/paperclip.sh test
 
 test: lint test-unit test-cluster test-paperclip
 

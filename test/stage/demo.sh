@@ -19,7 +19,8 @@ make --no-print-directory package
 cargo build -q -p fake-anthropic
 
 say "3/4 a real Paperclip 2026.916.1 on 127.0.0.1:3100 (data dir /paperclip, the PVC's hostPath)"
-CLAUDE_K8S_SELF_POD="$SELF_POD" KUBECONFIG="$KUBECONFIG_LIMITED" test/stage/paperclip.sh start
+CLAUDE_K8S_SELF_POD="$SELF_POD" KUBECONFIG="$KUBECONFIG_LIMITED" CLAUDE_K8S_POLICY_FILE="$root/test/stage/policy.yaml" \
+  test/stage/paperclip.sh start
 eval "$(test/stage/paperclip.sh env)"
 
 say "4/4 one heartbeat of a claude_k8s agent"

@@ -8,7 +8,9 @@
 //! about the cluster (clients, API errors, events, labels).
 
 pub mod cli;
+pub mod confined;
 pub mod k8s;
+pub mod policy;
 pub mod run;
 pub mod serve;
 pub mod settings;

@@ -62,6 +62,12 @@ pub struct Settings {
     /// Claude Code's Bedrock endpoint in serve's own environment (reported in `hello`).
     #[arg(long, env = "ANTHROPIC_BEDROCK_BASE_URL", hide = true, global = true)]
     pub anthropic_bedrock_base_url: Option<String>,
+    /// The operator policy as inline JSON (see [`crate::policy`]).
+    #[arg(long, env = crate::policy::POLICY_ENV, hide = true, global = true)]
+    pub policy_json: Option<String>,
+    /// A file holding the operator policy (YAML or JSON), e.g. a mounted ConfigMap.
+    #[arg(long, env = crate::policy::POLICY_FILE_ENV, hide = true, global = true)]
+    pub policy_file: Option<String>,
 }
 
 /// How long claude may take to exit after its final `result` line (claude_local's `terminalResultCleanupGraceMs`
@@ -136,6 +142,13 @@ impl Settings {
             }
             .filter(|v| !v.trim().is_empty())
         })
+    }
+
+    /// The operator policy: the built-in default when neither variable is set (or set empty). Unlike the knobs,
+    /// a bad policy is an error: a typo must not silently allow nothing or everything.
+    pub fn policy(&self) -> Result<crate::policy::Policy, crate::policy::PolicyError> {
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        crate::policy::from_vars(set(&self.policy_json), set(&self.policy_file))
     }
 }
 

@@ -44,6 +44,12 @@ impl Serve {
             // `hello` reports Bedrock from serve's own environment.
             .env_remove("CLAUDE_CODE_USE_BEDROCK")
             .env_remove("ANTHROPIC_BEDROCK_BASE_URL")
+            // The operator policy lets the corpus's configs name their (missing) kubeconfig: refused by default.
+            .env(
+                "CLAUDE_K8S_POLICY",
+                r#"{"kubeconfigs": ["/nonexistent", "/nonexistent/*"]}"#,
+            )
+            .env_remove("CLAUDE_K8S_POLICY_FILE")
             .spawn()
             .expect("spawn claude-k8s serve");
         let stdout = child.stdout.take().unwrap();

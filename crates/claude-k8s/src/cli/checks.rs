@@ -13,6 +13,7 @@ pub use super::permissions::{PERMISSIONS, Permission};
 use crate::k8s::clients::Clients;
 use crate::k8s::clients::KubeCtx;
 use crate::k8s::errors::{is_not_found, status};
+use crate::policy::Policy;
 use crate::run::plan::invocation::is_loopback_url;
 use crate::run::prepare::config::AgentConfig;
 use crate::run::prepare::introspect::SelfPod;
@@ -64,10 +65,11 @@ pub async fn test_environment(
     clients: &Clients,
     self_pod: &SelfPod,
     settings: &Settings,
+    policy: &Policy,
     params: &TestEnvironmentParams,
 ) -> TestResult {
     let mut checks = Checks(Vec::new());
-    run_checks(clients, self_pod, settings, params, &mut checks).await;
+    run_checks(clients, self_pod, settings, policy, params, &mut checks).await;
     TestResult {
         adapter_type: "claude_k8s",
         status: overall_status(&checks.0),
@@ -92,6 +94,7 @@ async fn run_checks(
     clients: &Clients,
     self_pod: &SelfPod,
     settings: &Settings,
+    policy: &Policy,
     params: &TestEnvironmentParams,
     out: &mut Checks,
 ) {
@@ -99,6 +102,18 @@ async fn run_checks(
         Ok(c) => c,
         Err(e) => return out.add("invalid_config", Level::Error, e.to_string(), None),
     };
+    // Before any client is made: a refused kubeconfig is never read.
+    if let Err(denied) = policy.check(&config, None) {
+        return out.add(
+            crate::policy::DENIED_CODE,
+            Level::Error,
+            denied.to_string(),
+            Some(format!(
+                "only the operator can allow these, in {}",
+                denied.place
+            )),
+        );
+    }
     let kube = match clients.get(config.kubeconfig.as_deref()).await {
         Ok(k) => k,
         Err(e) => return out.add("k8s_api_unreachable", Level::Error, e.to_string(), None),

@@ -16,6 +16,17 @@ pub async fn run(
     namespace: Option<String>,
     json: bool,
 ) -> ExitCode {
+    // The policy the Paperclip Deployment's serve processes would read; the operator's own flags are theirs.
+    let policy = match settings.policy() {
+        Ok(p) => p.with_operator_choices(kubeconfig.as_deref(), namespace.as_deref()),
+        Err(e) => {
+            eprintln!("claude-k8s doctor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !json {
+        println!("{}", policy.summary());
+    }
     let mut config = Map::new();
     if let Some(k) = kubeconfig {
         config.insert("kubeconfig".into(), Value::String(k));
@@ -28,8 +39,14 @@ pub async fn run(
         config,
         ..Default::default()
     };
-    let result =
-        checks::test_environment(&Clients::default(), &SelfPod::default(), settings, &params).await;
+    let result = checks::test_environment(
+        &Clients::default(),
+        &SelfPod::default(),
+        settings,
+        &policy,
+        &params,
+    )
+    .await;
     if json {
         println!(
             "{}",

@@ -37,6 +37,11 @@ pub struct Services {
     pub cleanups: TaskTracker,
     /// Read once when the process started.
     pub settings: crate::settings::Settings,
+    /// The operator policy, read once when the process started (from the settings).
+    pub policy: crate::policy::Policy,
+    /// The serve process's own environment, read once when it started: the values of the Secret env a Job
+    /// inherits from the Paperclip pod, which the runs mask ([`prepare::secrets`]).
+    pub own_env: Vec<(String, String)>,
 }
 
 /// Runs one execute and sends its result through `sink`. The result goes out as soon as it is known: what is

@@ -4,7 +4,12 @@
 //! config), so the run's token, API keys and the values of secret-named env entries are replaced in every line,
 //! progress message, meta and result before they leave the serve process. Lines are masked whole: the log
 //! follower only hands over complete lines, so a value split across network chunks is joined before it is
-//! looked at. Stream-json escapes some characters, so a secret is also matched in its JSON-escaped spelling.
+//! looked at. A secret is also matched in the spellings an agent's tools commonly print it in ([`spellings`]):
+//! JSON-escaped (stream-json escapes quotes and backslashes; other encoders `/` or every symbol as `\u002b`),
+//! base64 (standard and URL-safe, with and without padding, wrapped as `base64` and `openssl` wrap it, and at each
+//! of the three byte offsets a secret can have inside a longer base64 text), URL-encoded and hex. Masking is a safety
+//! net for output that carries a secret by accident, not a barrier: an agent that has a value can always print it
+//! in a spelling no list foresees (docs/security.md says what it can and cannot catch).
 
 use std::borrow::Cow;
 
@@ -35,13 +40,11 @@ impl Masker {
             if secret.len() < MIN_SECRET_LEN {
                 continue;
             }
-            patterns.push(secret.to_owned());
-            // `"…"`: the spelling inside a JSON string, quotes dropped.
-            let quoted = serde_json::to_string(secret).unwrap_or_default();
-            let escaped = &quoted[1..quoted.len() - 1];
-            if escaped != secret {
-                patterns.push(escaped.to_owned());
-            }
+            patterns.extend(
+                spellings(secret)
+                    .into_iter()
+                    .filter(|p| p.len() >= MIN_SECRET_LEN),
+            );
         }
         patterns.sort();
         patterns.dedup();
@@ -94,6 +97,119 @@ impl Masker {
     }
 }
 
+/// Every spelling of `secret` the masker matches: the value and its encoded forms, each also as it reads inside a
+/// JSON string (the transcript is stream-json).
+pub fn spellings(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = secret.as_bytes();
+    let mut base = vec![secret.to_owned()];
+    // base64 of the value alone, padded or not, and as the `base64` (76 columns) and `openssl` (64) tools wrap it.
+    let full = STANDARD.encode(bytes);
+    for width in [76, 64] {
+        if full.len() > width {
+            let lines: Vec<&str> = full
+                .as_bytes()
+                .chunks(width)
+                .map(|c| std::str::from_utf8(c).unwrap_or_default())
+                .collect();
+            base.push(lines.join("\n"));
+            base.push(lines.join("\r\n"));
+        }
+    }
+    base.push(full);
+    base.push(URL_SAFE.encode(bytes));
+    // Inside a longer base64 text the value starts at byte offset 0, 1 or 2 of a 3-byte group, and each offset
+    // encodes it differently: the characters that depend on the value's bytes alone, for each offset.
+    for offset in 0..3 {
+        let mut shifted = vec![0u8; offset];
+        shifted.extend_from_slice(bytes);
+        let start = (8 * offset).div_ceil(6);
+        let end = 8 * (offset + bytes.len()) / 6;
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let enc = engine.encode(&shifted);
+            if let Some(core) = enc.get(start..end) {
+                base.push(core.to_owned());
+            }
+        }
+    }
+    // URL-encoded: every symbol (upper and lower hex), and as encodeURIComponent and form encoding leave some.
+    let every = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    base.push(every.to_ascii_lowercase_hex());
+    base.push(every.clone());
+    const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'!')
+        .remove(b'~')
+        .remove(b'*')
+        .remove(b'\'')
+        .remove(b'(')
+        .remove(b')');
+    let component = percent_encoding::utf8_percent_encode(secret, COMPONENT).to_string();
+    base.push(component.replace("%20", "+"));
+    base.push(component);
+    // Every byte as hex, bare (`xxd -p`, `od -tx1` joined) or percent-encoded (a shell one-liner's URL encoding),
+    // in lower and upper case.
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let every_byte: String = bytes.iter().map(|b| format!("%{b:02x}")).collect();
+    base.extend([
+        hex.to_ascii_uppercase(),
+        hex,
+        every_byte.to_ascii_uppercase(),
+        every_byte,
+    ]);
+    let mut out = Vec::new();
+    for form in base {
+        // Inside a JSON string: the standard escapes, `/` escaped too, or every symbol as \u00XX.
+        let quoted = serde_json::to_string(&form).unwrap_or_default();
+        let escaped = quoted[1..quoted.len() - 1].to_owned();
+        out.push(escaped.replace('/', "\\/"));
+        out.push(escaped);
+        for upper in [false, true] {
+            out.push(
+                form.chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_string()
+                        } else if upper {
+                            format!("\\u{:04X}", c as u32)
+                        } else {
+                            format!("\\u{:04x}", c as u32)
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        out.push(form);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `%2F` → `%2f`: some encoders write lower-case hex digits.
+trait LowerHex {
+    fn to_ascii_lowercase_hex(&self) -> String;
+}
+
+impl LowerHex for String {
+    fn to_ascii_lowercase_hex(&self) -> String {
+        let mut out = String::with_capacity(self.len());
+        let mut rest = self.as_str();
+        while let Some(i) = rest.find('%') {
+            out.push_str(&rest[..i]);
+            let code = rest.get(i..i + 3).unwrap_or(&rest[i..]);
+            out.push_str(&code.to_ascii_lowercase());
+            rest = &rest[i + code.len()..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +247,95 @@ mod tests {
                 .unwrap();
         assert!(!m.mask(&line).contains("ss\\\\word"), "{}", m.mask(&line));
         assert!(m.mask(&line).contains(MASK));
+    }
+
+    /// Every encoded spelling the doc promises, made by the encoders an agent's tools use.
+    #[test]
+    fn encoded_spellings_are_masked() {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        // Long enough that `base64` wraps it, with symbols that every encoding treats differently.
+        let secret = "sk-ant-api03-Zx9/+k_Q~a.b=c d&e?f#g%h\"i<j>k'l(m)n*o!p".repeat(2);
+        let m = Masker::new([&secret]);
+        let b64 = STANDARD.encode(&secret);
+        let wrapped: Vec<String> = b64
+            .as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        let every =
+            percent_encoding::utf8_percent_encode(&secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let forms = vec![
+            secret.clone(),
+            b64.clone(),
+            b64.trim_end_matches('=').to_owned(),
+            URL_SAFE_NO_PAD.encode(&secret),
+            wrapped.join("\n"),
+            every.clone(),
+            every.to_ascii_lowercase_hex(),
+            secret.bytes().map(|b| format!("%{b:02x}")).collect(),
+            secret.bytes().map(|b| format!("{b:02X}")).collect(),
+            serde_json::to_string(&secret).unwrap(),
+            secret
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_string()
+                    } else {
+                        format!("\\u{:04x}", c as u32)
+                    }
+                })
+                .collect(),
+            serde_json::to_string(&serde_json::to_string(&b64).unwrap()).unwrap(),
+        ];
+        for form in forms {
+            let line = format!("{{\"text\": \"before {form} after\"}}");
+            let masked = m.mask(&line);
+            // Gone whole: at most the quotes around a doubly-quoted form are left of it.
+            let left = masked
+                .split(MASK)
+                .map(|piece| common_run(piece, &form))
+                .max()
+                .unwrap_or(0);
+            assert!(masked.contains(MASK) && left <= 3, "{form}: {masked}");
+        }
+        // A secret inside a longer base64 text, at each byte offset: all of it but the edge characters that also
+        // depend on the bytes around it is masked.
+        for prefix in ["", "x", "xy", "xyz", "Authorization: Bearer "] {
+            let form = STANDARD.encode(format!("{prefix}{secret} and more"));
+            let masked = m.mask(&form);
+            let hidden = form.len() - (masked.len() - MASK.len());
+            assert!(
+                masked.contains(MASK) && hidden + 4 >= 4 * secret.len() / 3,
+                "{prefix:?}: {masked}"
+            );
+        }
+    }
+
+    /// The longest run of `piece` that is also a substring of `form`.
+    fn common_run(piece: &str, form: &str) -> usize {
+        let p: Vec<char> = piece.chars().collect();
+        let mut best = 0;
+        for i in 0..p.len() {
+            for j in (i + best + 1)..=p.len() {
+                let s: String = p[i..j].iter().collect();
+                if form.contains(&s) {
+                    best = j - i;
+                } else {
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn short_spellings_are_never_patterns() {
+        // An 8-character secret: its spellings are 8 or longer, nothing shorter is matched.
+        let m = Masker::new(["abcd1234"]);
+        assert_eq!(m.mask("abcd 1234 YWJj"), "abcd 1234 YWJj");
+        assert_eq!(m.mask("abcd1234"), MASK);
     }
 
     #[test]

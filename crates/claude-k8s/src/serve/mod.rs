@@ -33,6 +33,9 @@ const CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Serves until `shutdown` or stdin EOF. In-flight runs are abandoned without touching their Jobs: a server
 /// shutdown is not a cancel, and the Jobs are adopted by the next run.
 pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
+    // Before the handshake: a bad policy is a startup error (the shim reports the exit with these words).
+    let policy = settings.policy().map_err(std::io::Error::other)?;
+    tracing::info!("{}", policy.summary());
     let (outbox, queued) = outbox::outbox(settings.output_queue_bytes());
     let writer = tokio::spawn(outbox::write(queued, tokio::io::stdout()));
     outbox.send(&Message::Hello {
@@ -44,6 +47,8 @@ pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
     let registry = Registry::new(settings.max_runs());
     let services = Arc::new(Services {
         settings,
+        policy,
+        own_env: crate::run::prepare::secrets::own_env(),
         ..Services::default()
     });
     let mut lines = FramedRead::new(tokio::io::stdin(), RequestLines::new(MAX_LINE_BYTES));
@@ -186,6 +191,7 @@ fn dispatch(request: Request, services: &Arc<Services>, registry: &Registry, out
                         &services.clients,
                         &services.self_pod,
                         &services.settings,
+                        &services.policy,
                         &params,
                     )
                     .await;

@@ -2,7 +2,7 @@
 //! secrets masked ([`crate::serve::mask`]) in every line, meta and result, and exactly one result per request.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -19,8 +19,9 @@ pub const PROGRESS_PREFIX: &str = "[claude-k8s]";
 pub struct Sink {
     id: String,
     outbox: Outbox,
-    /// Set once the run knows its secrets (after parsing its config), before anything of the agent is forwarded.
-    masker: Arc<OnceLock<Masker>>,
+    /// The run's secrets, set before its config is parsed and completed once the Paperclip pod is read, before
+    /// anything of the agent is forwarded.
+    masker: Arc<RwLock<Masker>>,
     /// Whether the request has its result: it gets exactly one.
     answered: Arc<AtomicBool>,
     /// What the run has claimed in the cluster, for its supervisor to remove if the run panics before its result.
@@ -67,22 +68,24 @@ impl Sink {
         self.answered.load(Ordering::SeqCst)
     }
 
-    /// From now on these values never leave the process in clear. Set once; later calls are ignored.
+    /// From now on these values never leave the process in clear. Each call gives the whole set (it replaces the
+    /// previous one, which it includes).
     pub fn mask_secrets(&self, masker: Masker) {
-        let _ = self.masker.set(masker);
+        *self.masker.write().unwrap_or_else(|e| e.into_inner()) = masker;
     }
 
     fn masked<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        match self.masker.get() {
-            Some(m) => m.mask(text),
-            None => std::borrow::Cow::Borrowed(text),
-        }
+        self.masker
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .mask(text)
     }
 
     fn masked_json(&self, mut value: Value) -> Value {
-        if let Some(m) = self.masker.get() {
-            m.mask_json(&mut value);
-        }
+        self.masker
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .mask_json(&mut value);
         value
     }
 

@@ -12,6 +12,7 @@ mod capabilities;
 mod config;
 mod containment;
 mod failures;
+mod isolation;
 mod pipeline;
 mod resilience;
 mod support;

@@ -28,6 +28,7 @@ macro_rules! error_codes {
 
 error_codes! {
     InvalidConfig = "invalid_config",
+    PolicyDenied = "policy_denied",
     ClientUnavailable = "k8s_client_unavailable",
     SelfPodUnreadable = "k8s_self_pod_unreadable",
     PromptBundleFailed = "prompt_bundle_failed",

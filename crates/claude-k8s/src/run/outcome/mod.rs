@@ -10,7 +10,7 @@ pub mod retry_hint;
 
 pub use error_code::ErrorCode;
 pub use report::{Failure, cancelled, failure, failure_with_hint, report, unknown_session};
-pub use result::{ErrorMeta, ExecutionResult, SessionParams};
+pub use result::{ErrorMeta, ExecutionResult, PolicyDenial, SessionParams};
 
 use serde_json::{Map, Value, json};
 
@@ -138,7 +138,10 @@ pub fn finished(end: &ContainerEnd, t: &Transcript, run: &RunFacts) -> Execution
         };
         if let Some(hint) = no_result_hint(code, run) {
             message = format!("{message}. Hint: {hint}");
-            r.error_meta = Some(ErrorMeta { hint });
+            r.error_meta = Some(ErrorMeta {
+                hint,
+                policy_denied: Vec::new(),
+            });
         }
         r.error_message = Some(message);
         r.error_code = Some(code);

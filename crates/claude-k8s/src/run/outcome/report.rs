@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use super::{
-    ContainerEnd, ErrorCode, ErrorMeta, ExecutionResult, RunFacts, finished, object, timed_out,
-    with_last_lines,
+    ContainerEnd, ErrorCode, ErrorMeta, ExecutionResult, PolicyDenial, RunFacts, finished, object,
+    timed_out, with_last_lines,
 };
 use crate::run::follow::Ending;
 use crate::run::follow::stream_json::Transcript;
@@ -15,6 +15,8 @@ pub struct Failure {
     pub code: ErrorCode,
     pub message: String,
     pub hint: Option<String>,
+    /// Set when the operator policy refused the run.
+    pub policy_denied: Vec<PolicyDenial>,
 }
 
 impl Failure {
@@ -23,6 +25,7 @@ impl Failure {
             code,
             message,
             hint: hint.map(str::to_owned),
+            policy_denied: Vec::new(),
         }
     }
 }
@@ -32,7 +35,10 @@ impl From<Failure> for ExecutionResult {
     fn from(f: Failure) -> Self {
         match f.hint {
             Some(hint) => ExecutionResult {
-                error_meta: Some(ErrorMeta { hint: hint.clone() }),
+                error_meta: Some(ErrorMeta {
+                    hint: hint.clone(),
+                    policy_denied: f.policy_denied,
+                }),
                 ..ExecutionResult::failed(f.code, format!("{}. Hint: {hint}", f.message))
             },
             None => ExecutionResult::failed(f.code, f.message),
@@ -46,6 +52,7 @@ pub fn failure(code: ErrorCode, message: impl Into<String>) -> Failure {
         code,
         message: message.into(),
         hint: None,
+        policy_denied: Vec::new(),
     }
 }
 

@@ -58,8 +58,20 @@ pub struct ExecutionResult {
 
 /// `errorMeta`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorMeta {
     pub hint: String,
+    /// A run the operator policy refused: each refused field, the setting that would allow it, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_denied: Vec<PolicyDenial>,
+}
+
+/// One field of a config the operator policy refused (`errorMeta.policyDenied[]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyDenial {
+    pub field: String,
+    pub setting: Option<String>,
+    pub why: Option<String>,
 }
 
 /// The `sessionParams` Paperclip keeps for the next run (claude_local's fields), read back by

@@ -386,7 +386,7 @@ pub fn is_bedrock_model_id(model: &str) -> bool {
         })
 }
 
-fn is_uuid(s: &str) -> bool {
+pub(crate) fn is_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
         && groups

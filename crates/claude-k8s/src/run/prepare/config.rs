@@ -73,6 +73,12 @@ pub struct AgentConfig {
 }
 
 pub const DEFAULT_INIT_IMAGE: &str = "busybox:1.36";
+/// Upper bounds of the numeric fields: far above any real use, and low enough that time arithmetic on them cannot
+/// overflow (a `timeoutSec` of 1e300 would otherwise panic a run after its Job exists).
+pub const MAX_TIMEOUT_SEC: u64 = 7 * 24 * 3600;
+pub const MAX_GRACE_SEC: u64 = 3600;
+pub const MAX_TTL_SEC: u64 = 30 * 24 * 3600;
+pub const MAX_TURNS: u64 = 100_000;
 pub const EFFORTS: [&str; 3] = ["low", "medium", "high"];
 pub const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
 
@@ -119,7 +125,7 @@ impl AgentConfig {
         Ok(Self {
             model: cfg.string("model")?,
             effort,
-            max_turns_per_run: cfg.non_negative("maxTurnsPerRun")?.unwrap_or(0) as u32,
+            max_turns_per_run: cfg.bounded("maxTurnsPerRun", MAX_TURNS)?.unwrap_or(0) as u32,
             dangerously_skip_permissions: cfg
                 .boolean("dangerouslySkipPermissions")?
                 .unwrap_or(true),
@@ -139,13 +145,14 @@ impl AgentConfig {
             node_selector: cfg.label_map("nodeSelector")?,
             tolerations: cfg.tolerations("tolerations")?,
             labels: cfg.label_map("labels")?,
-            ttl_seconds_after_finished: cfg.non_negative("ttlSecondsAfterFinished")?.unwrap_or(300)
-                as u32,
+            ttl_seconds_after_finished: cfg
+                .bounded("ttlSecondsAfterFinished", MAX_TTL_SEC)?
+                .unwrap_or(300) as u32,
             retain_jobs: cfg.boolean("retainJobs")?.unwrap_or(false),
             pod_spec_patch: cfg.json_object("podSpecPatch")?,
             paperclip_api_url: cfg.string("paperclipApiUrl")?,
-            timeout_sec: cfg.non_negative("timeoutSec")?.unwrap_or(0),
-            grace_sec: cfg.non_negative("graceSec")?.unwrap_or(60),
+            timeout_sec: cfg.bounded("timeoutSec", MAX_TIMEOUT_SEC)?.unwrap_or(0),
+            grace_sec: cfg.bounded("graceSec", MAX_GRACE_SEC)?.unwrap_or(60),
         })
     }
 }
@@ -209,6 +216,14 @@ impl Fields<'_> {
             },
             Some(Value::String(s)) => s.trim().parse::<u64>().map(Some).map_err(|_| bad(s)),
             Some(other) => Err(bad(other)),
+        }
+    }
+
+    /// [`Self::non_negative`] with an upper bound, named in the error.
+    fn bounded(&self, key: &str, max: u64) -> Result<Option<u64>, ConfigError> {
+        match self.non_negative(key)? {
+            Some(n) if n > max => Err(invalid(key, format!("must be at most {max}"))),
+            n => Ok(n),
         }
     }
 

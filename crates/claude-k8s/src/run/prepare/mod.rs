@@ -65,8 +65,18 @@ pub async fn prepare<'a>(
     params: ExecuteParams,
     sink: &'a Sink,
 ) -> Result<Prepared<'a>, Failure> {
+    // Before anything of the config is looked at, so that no error of this run can carry a known secret.
+    sink.mask_secrets(Masker::new(secrets::before_config(
+        &params,
+        &services.own_env,
+    )));
     let config = AgentConfig::parse(&params.config)
         .map_err(|e| failure(ErrorCode::InvalidConfig, e.to_string()))?;
+    // Before anything else: a refused kubeconfig is never read, a refused patch never planned.
+    services
+        .policy
+        .check_run(&params, &config)
+        .map_err(|denied| denied.failure())?;
     let kube = services
         .clients
         .get(config.kubeconfig.as_deref())
@@ -78,7 +88,11 @@ pub async fn prepare<'a>(
         .await
         .map_err(|e| failure(ErrorCode::SelfPodUnreadable, e.to_string()))?;
     // Before anything of the agent is forwarded.
-    sink.mask_secrets(Masker::new(secrets::known(&params, &config, &facts)));
+    sink.mask_secrets(Masker::new(secrets::of_run(
+        &params,
+        &facts,
+        &services.own_env,
+    )));
     let namespace = namespace(&config, &facts, &kube);
     // Started now, so their first list runs while the prompt bundle is written.
     let watches = kube.watches.namespace(&namespace);
@@ -87,8 +101,8 @@ pub async fn prepare<'a>(
     let params =
         session_record::with_saved_params(params, |id| session_record::read(&sessions, id));
     // Blocking file I/O on the shared volume (skill trees are copied), off the async workers.
-    let (p, c) = (params.clone(), config.clone());
-    let toolkit = match tokio::task::spawn_blocking(move || toolkit::prepare(&p, &c)).await {
+    let (p, c, pol) = (params.clone(), config.clone(), services.policy.clone());
+    let toolkit = match tokio::task::spawn_blocking(move || toolkit::prepare(&p, &c, &pol)).await {
         Ok(Ok(toolkit)) => toolkit,
         Ok(Err(e)) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),
         Err(e) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),

@@ -9,6 +9,7 @@
 //! unchanged bundle is reused as it is.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::confined::{FileError, SafeDir};
 use crate::run::prepare::pod_facts::DATA_MOUNT_PATH;
 use crate::serve::protocol::RuntimeSkill;
 
@@ -33,12 +35,13 @@ pub struct PromptBundle {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot write the prompt bundle to {path}: {source}. Hint: the adapter writes it on the shared volume; make {DATA_MOUNT_PATH} writable for the Paperclip server's user"
-)]
-pub struct BundleError {
-    path: String,
-    source: io::Error,
+pub enum BundleError {
+    #[error(
+        "cannot write the prompt bundle to {path}: {source}. Hint: the adapter writes it on the shared volume; make {DATA_MOUNT_PATH} writable for the Paperclip server's user"
+    )]
+    Write { path: String, source: FileError },
+    #[error("runtime skill `{key}` cannot be used: {why}")]
+    Skill { key: String, why: String },
 }
 
 /// claude_local's instructions text: the file, then the path directive that anchors relative references to the
@@ -89,9 +92,145 @@ pub fn cache_dir(instance_root: Option<&str>, company_id: &str) -> PathBuf {
         .join("claude-k8s-prompt-cache")
 }
 
+/// Limits of what a skill tree may hold: a skill is a few markdown files, not a data set.
+pub const MAX_SKILL_FILE_BYTES: u64 = 8 * 1024 * 1024;
+pub const MAX_SKILL_TREE_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_SKILL_ENTRIES: usize = 10_000;
+
+/// One entry of a skill tree as read on the server, in sorted pre-order. `rel` is the path below the skill's root
+/// (empty for the root itself).
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    Dir(String),
+    File(String, Vec<u8>),
+    /// A symlink to something inside the skill's tree: its target's entries follow under the same `rel`.
+    Symlink(String),
+    Dangling,
+    /// A symlink out of the skill's tree: not followed, not copied.
+    Outside,
+    Loop,
+    Other(String, u32),
+}
+
+/// A skill's tree, read once, for the key and the copy alike.
+struct SkillTree<'a> {
+    skill: &'a RuntimeSkill,
+    entries: Vec<Entry>,
+}
+
+/// Reads every skill's tree, confined to that skill's own source directory: a symlink inside it is followed
+/// (copied as what it points at), one pointing out of it is skipped, special files are skipped, and sizes are
+/// bounded. Runtime names must be plain names (they become a directory name in the bundle).
+fn read_skills(skills: &[RuntimeSkill]) -> Result<Vec<SkillTree<'_>>, BundleError> {
+    let mut sorted: Vec<&RuntimeSkill> = skills.iter().collect();
+    sorted.sort_by(|a, b| a.runtime_name.cmp(&b.runtime_name));
+    sorted
+        .into_iter()
+        .map(|skill| {
+            let bad = |why: String| BundleError::Skill {
+                key: skill.key.chars().take(200).collect(),
+                why,
+            };
+            if !crate::confined::is_plain_name(&skill.runtime_name) {
+                return Err(bad(
+                    "its runtime name is not a plain name (letters, digits, `-`, `_`, `.`; no `/`, no leading \
+                     `.`, at most 128 characters)"
+                        .into(),
+                ));
+            }
+            let source = Path::new(&skill.source);
+            let root = fs::canonicalize(source).map_err(|e| BundleError::Write {
+                path: skill.source.clone(),
+                source: crate::confined::FileError::Open(e.kind()),
+            })?;
+            let mut walk = Walk {
+                root: &root,
+                entries: Vec::new(),
+                bytes: 0,
+                seen: HashSet::new(),
+            };
+            walk.visit(source, "").map_err(bad)?;
+            Ok(SkillTree {
+                skill,
+                entries: walk.entries,
+            })
+        })
+        .collect()
+}
+
+struct Walk<'a> {
+    root: &'a Path,
+    entries: Vec<Entry>,
+    bytes: u64,
+    seen: HashSet<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn visit(&mut self, path: &Path, rel: &str) -> Result<(), String> {
+        if self.entries.len() >= MAX_SKILL_ENTRIES {
+            return Err(format!(
+                "it has more than {MAX_SKILL_ENTRIES} files and directories"
+            ));
+        }
+        let io = |e: io::Error| format!("cannot read {}: {}", path.display(), e.kind());
+        let meta = fs::symlink_metadata(path).map_err(io)?;
+        if meta.file_type().is_symlink() {
+            self.entries.push(Entry::Symlink(rel.to_owned()));
+            return match fs::canonicalize(path) {
+                Ok(target) if target.starts_with(self.root) => self.visit(&target, rel),
+                Ok(_) => {
+                    self.entries.push(Entry::Outside);
+                    Ok(())
+                }
+                Err(_) => {
+                    self.entries.push(Entry::Dangling);
+                    Ok(())
+                }
+            };
+        }
+        if meta.is_dir() {
+            self.entries.push(Entry::Dir(rel.to_owned()));
+            let real = fs::canonicalize(path).map_err(io)?;
+            if !self.seen.insert(real) {
+                self.entries.push(Entry::Loop);
+                return Ok(());
+            }
+            for name in sorted_names(path).map_err(io)? {
+                let child_rel = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                self.visit(&path.join(&name), &child_rel)?;
+            }
+            return Ok(());
+        }
+        if meta.is_file() {
+            let (bytes, _) = crate::confined::read_within(path, self.root, MAX_SKILL_FILE_BYTES)
+                .map_err(|e| format!("cannot read {rel}: {e}"))?;
+            self.bytes += bytes.len() as u64;
+            if self.bytes > MAX_SKILL_TREE_BYTES {
+                return Err(format!("it holds more than {MAX_SKILL_TREE_BYTES} bytes"));
+            }
+            self.entries.push(Entry::File(rel.to_owned(), bytes));
+            return Ok(());
+        }
+        self.entries
+            .push(Entry::Other(rel.to_owned(), meta.permissions().mode()));
+        Ok(())
+    }
+}
+
 /// The bundle key: SHA-256 over the instructions text and each skill's key, runtime name and file tree (sorted by
 /// runtime name). Reads the skill sources.
-pub fn bundle_key(instructions: Option<&str>, skills: &[RuntimeSkill]) -> io::Result<String> {
+pub fn bundle_key(
+    instructions: Option<&str>,
+    skills: &[RuntimeSkill],
+) -> Result<String, BundleError> {
+    Ok(key_of(instructions, &read_skills(skills)?))
+}
+
+fn key_of(instructions: Option<&str>, trees: &[SkillTree<'_>]) -> String {
     let mut hash = Sha256::new();
     hash.update(b"paperclip-claude-prompt-bundle:v1\n");
     match instructions {
@@ -102,62 +241,35 @@ pub fn bundle_key(instructions: Option<&str>, skills: &[RuntimeSkill]) -> io::Re
         }
         None => hash.update(b"instructions:none\n"),
     }
-    let mut sorted: Vec<&RuntimeSkill> = skills.iter().collect();
-    sorted.sort_by(|a, b| a.runtime_name.cmp(&b.runtime_name));
-    for skill in sorted {
-        hash.update(format!("skill:{}:{}\n", skill.key, skill.runtime_name).as_bytes());
-        hash_tree(
-            Path::new(&skill.source),
-            &skill.runtime_name,
-            &mut hash,
-            &mut HashSet::new(),
-        )?;
-    }
-    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn hash_tree(
-    path: &Path,
-    rel: &str,
-    hash: &mut Sha256,
-    seen: &mut HashSet<PathBuf>,
-) -> io::Result<()> {
-    let meta = fs::symlink_metadata(path)?;
-    if meta.file_type().is_symlink() {
-        hash.update(format!("symlink:{rel}\n").as_bytes());
-        return match fs::canonicalize(path) {
-            Ok(target) => hash_tree(&target, rel, hash, seen),
-            Err(_) => {
-                hash.update(b"missing\n");
-                Ok(())
-            }
-        };
-    }
-    if meta.is_dir() {
-        hash.update(format!("dir:{rel}\n").as_bytes());
-        let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-        if !seen.insert(real) {
-            hash.update(b"loop\n");
-            return Ok(());
-        }
-        for name in sorted_names(path)? {
-            let child_rel = if rel.is_empty() {
+    for tree in trees {
+        let name = &tree.skill.runtime_name;
+        hash.update(format!("skill:{}:{name}\n", tree.skill.key).as_bytes());
+        let full = |rel: &str| {
+            if rel.is_empty() {
                 name.clone()
             } else {
-                format!("{rel}/{name}")
-            };
-            hash_tree(&path.join(&name), &child_rel, hash, seen)?;
+                format!("{name}/{rel}")
+            }
+        };
+        for entry in &tree.entries {
+            match entry {
+                Entry::Dir(rel) => hash.update(format!("dir:{}\n", full(rel)).as_bytes()),
+                Entry::File(rel, bytes) => {
+                    hash.update(format!("file:{}\n", full(rel)).as_bytes());
+                    hash.update(bytes);
+                    hash.update(b"\n");
+                }
+                Entry::Symlink(rel) => hash.update(format!("symlink:{}\n", full(rel)).as_bytes()),
+                Entry::Dangling => hash.update(b"missing\n"),
+                Entry::Outside => hash.update(b"outside\n"),
+                Entry::Loop => hash.update(b"loop\n"),
+                Entry::Other(rel, mode) => {
+                    hash.update(format!("other:{}:{mode:o}\n", full(rel)).as_bytes())
+                }
+            }
         }
-        return Ok(());
     }
-    if meta.is_file() {
-        hash.update(format!("file:{rel}\n").as_bytes());
-        hash.update(fs::read(path)?);
-        hash.update(b"\n");
-        return Ok(());
-    }
-    hash.update(format!("other:{rel}:{:o}\n", meta.permissions().mode()).as_bytes());
-    Ok(())
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
@@ -176,13 +288,16 @@ pub struct BundleInput<'a> {
     pub cache_dir: &'a Path,
 }
 
-/// Writes the bundle unless one with the same key exists; returns it and whether it was reused.
+/// Writes the bundle unless one with the same key exists; returns it and whether it was reused. Every directory
+/// on the way is opened without following symlinks ([`SafeDir`]): an agent that replaced one with a link to
+/// Paperclip's own files gets an error, not a bundle written (or a chmod done) there.
 pub fn prepare(input: &BundleInput<'_>) -> Result<(PromptBundle, bool), BundleError> {
     let err = |path: &Path| {
         let path = path.display().to_string();
-        move |source| BundleError { path, source }
+        move |source| BundleError::Write { path, source }
     };
-    let key = bundle_key(input.instructions, input.skills).map_err(err(input.cache_dir))?;
+    let trees = read_skills(input.skills)?;
+    let key = key_of(input.instructions, &trees);
     let root = input.cache_dir.join(&key);
     let bundle = PromptBundle {
         key: key.clone(),
@@ -191,25 +306,22 @@ pub fn prepare(input: &BundleInput<'_>) -> Result<(PromptBundle, bool), BundleEr
             .instructions
             .map(|_| root.join(INSTRUCTIONS_FILE).display().to_string()),
     };
-    if root.is_dir() {
+    let cache = SafeDir::open(input.cache_dir, true).map_err(err(input.cache_dir))?;
+    if cache.has_dir(&key) {
         return Ok((bundle, true));
     }
-    create_dir(input.cache_dir).map_err(err(input.cache_dir))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let staging = input
-        .cache_dir
-        .join(format!(".{key}.tmp-{}-{nanos}", std::process::id()));
-    let built = build(&staging, input);
-    if let Err(e) = built {
-        let _ = fs::remove_dir_all(&staging);
-        return Err(err(&staging)(e));
+    cache.chmod(0o755).map_err(err(input.cache_dir))?;
+    let (staging_name, staging) = cache
+        .create_unique_dir(&format!(".{key}.tmp-"))
+        .map_err(err(input.cache_dir))?;
+    if let Err(e) = build(&staging, input, &trees) {
+        cache.remove_tree(&staging_name);
+        return Err(err(staging.path())(e));
     }
-    if let Err(e) = fs::rename(&staging, &root) {
-        let _ = fs::remove_dir_all(&staging);
+    if let Err(e) = cache.rename(&staging_name, &key) {
+        cache.remove_tree(&staging_name);
         // Another run wrote the same bundle first: same key, same content.
-        if !root.is_dir() {
+        if !cache.has_dir(&key) {
             return Err(err(&root)(e));
         }
         return Ok((bundle, true));
@@ -217,53 +329,54 @@ pub fn prepare(input: &BundleInput<'_>) -> Result<(PromptBundle, bool), BundleEr
     Ok((bundle, false))
 }
 
-fn build(dir: &Path, input: &BundleInput<'_>) -> io::Result<()> {
-    let skills_home = dir.join(".claude").join("skills");
-    create_dir(dir)?;
-    create_dir(&dir.join(".claude"))?;
-    create_dir(&skills_home)?;
-    for skill in input.skills {
-        let target = skills_home.join(&skill.runtime_name);
-        let source = Path::new(&skill.source);
+fn build(dir: &SafeDir, input: &BundleInput<'_>, trees: &[SkillTree<'_>]) -> Result<(), FileError> {
+    let skills_home = dir
+        .subdir(OsStr::new(".claude"), true)?
+        .subdir(OsStr::new("skills"), true)?;
+    for tree in trees {
+        let name = tree.skill.runtime_name.as_str();
+        let source = Path::new(&tree.skill.source);
         if source.starts_with(DATA_MOUNT_PATH) {
-            std::os::unix::fs::symlink(source, &target)?;
-        } else {
-            copy_tree(source, &target, &mut HashSet::new())?;
+            skills_home.symlink(source, name)?;
+            continue;
+        }
+        let target = skills_home.subdir(OsStr::new(name), true)?;
+        target.chmod(0o755)?;
+        for entry in &tree.entries {
+            match entry {
+                Entry::Dir(rel) if !rel.is_empty() => {
+                    let d = open_rel(&target, rel, true)?;
+                    d.chmod(0o755)?;
+                }
+                Entry::File(rel, bytes) => {
+                    let (parent, file) = match rel.rsplit_once('/') {
+                        Some((p, f)) => (open_rel(&target, p, true)?, f),
+                        None => (target.try_clone()?, rel.as_str()),
+                    };
+                    // A symlink and its target may both appear: the first copy wins.
+                    match parent.write_new(file, bytes, 0o644) {
+                        Ok(()) => {}
+                        Err(FileError::Io(io::ErrorKind::AlreadyExists)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => {}
+            }
         }
     }
     if let Some(text) = input.instructions {
-        let file = dir.join(INSTRUCTIONS_FILE);
-        fs::write(&file, text)?;
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o644))?;
+        dir.write_new(INSTRUCTIONS_FILE, text.as_bytes(), 0o644)?;
     }
     // Readable by the agent's UID in the pod whatever the server's umask: the bundle holds no secret.
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+    dir.chmod(0o755)
 }
 
-fn create_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-}
-
-/// Copies a skill tree, following symlinks (the pod could not follow them); dangling links and loops are skipped.
-fn copy_tree(source: &Path, target: &Path, seen: &mut HashSet<PathBuf>) -> io::Result<()> {
-    let meta = fs::metadata(source)?;
-    if meta.is_file() {
-        fs::copy(source, target)?;
-        return fs::set_permissions(target, fs::Permissions::from_mode(0o644));
+fn open_rel(base: &SafeDir, rel: &str, create: bool) -> Result<SafeDir, FileError> {
+    let mut d = base.try_clone()?;
+    for part in rel.split('/') {
+        d = d.subdir(OsStr::new(part), create)?;
     }
-    if !meta.is_dir() || !seen.insert(fs::canonicalize(source)?) {
-        return Ok(());
-    }
-    create_dir(target)?;
-    for name in sorted_names(source)? {
-        let child = source.join(&name);
-        if fs::metadata(&child).is_err() {
-            continue; // a dangling link
-        }
-        copy_tree(&child, &target.join(&name), seen)?;
-    }
-    Ok(())
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -405,6 +518,112 @@ mod tests {
         .unwrap();
         assert_eq!(bare.instructions_file, None);
         assert!(Path::new(&bare.root).join(".claude/skills").is_dir());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn runtime_names_are_plain_names_only() {
+        let dir = scratch("names");
+        let s = skill(&dir, "paperclip", "x");
+        let cache = dir.join("cache");
+        for bad in ["../../x", "/abs", "a/b", ".hidden", "", ".."] {
+            let evil = RuntimeSkill {
+                runtime_name: bad.into(),
+                ..s.clone()
+            };
+            let err = prepare(&BundleInput {
+                instructions: None,
+                skills: std::slice::from_ref(&evil),
+                cache_dir: &cache,
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("not a plain name") && err.contains("paperclipai/paperclip/paperclip"),
+                "{bad}: {err}"
+            );
+        }
+        // Nothing was written anywhere: not even the cache directory.
+        assert!(!cache.exists());
+        assert!(!dir.join("x").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn symlinks_out_of_a_skill_are_neither_followed_nor_copied() {
+        let dir = scratch("links");
+        let s = skill(&dir, "paperclip", "# skill");
+        let src = Path::new(&s.source);
+        fs::write(dir.join("server-secret.env"), "JWT_SECRET=do-not-copy").unwrap();
+        std::os::unix::fs::symlink(dir.join("server-secret.env"), src.join("leak.md")).unwrap();
+        std::os::unix::fs::symlink("/proc/1/environ", src.join("environ.md")).unwrap();
+        std::os::unix::fs::symlink("SKILL.md", src.join("alias.md")).unwrap();
+        let key_with_links = bundle_key(None, std::slice::from_ref(&s)).unwrap();
+        let cache = dir.join("cache");
+        let (bundle, _) = prepare(&BundleInput {
+            instructions: None,
+            skills: std::slice::from_ref(&s),
+            cache_dir: &cache,
+        })
+        .unwrap();
+        let copied = Path::new(&bundle.root).join(".claude/skills/paperclip");
+        assert_eq!(
+            fs::read_to_string(copied.join("alias.md")).unwrap(),
+            "# skill",
+            "a link inside is copied"
+        );
+        assert!(!copied.join("leak.md").exists());
+        assert!(!copied.join("environ.md").exists());
+        // What a link out points at does not reach the key either: changing it changes nothing.
+        fs::write(dir.join("server-secret.env"), "JWT_SECRET=changed").unwrap();
+        assert_eq!(
+            bundle_key(None, std::slice::from_ref(&s)).unwrap(),
+            key_with_links
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_cache_directory_swapped_for_a_symlink_is_refused() {
+        let dir = scratch("swap");
+        let victim = dir.join("instance-secrets");
+        fs::create_dir_all(&victim).unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::create_dir_all(dir.join("companies/co")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("companies/co/claude-k8s-prompt-cache"))
+            .unwrap();
+        let err = prepare(&BundleInput {
+            instructions: Some("hi"),
+            skills: &[],
+            cache_dir: &dir.join("companies/co/claude-k8s-prompt-cache"),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("symlink"), "{err}");
+        assert_eq!(
+            fs::read_dir(&victim).unwrap().count(),
+            0,
+            "nothing written through the link"
+        );
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o700,
+            "and no chmod"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn oversized_skill_files_are_a_named_error() {
+        let dir = scratch("big");
+        let s = skill(&dir, "paperclip", "x");
+        let big = fs::File::create(Path::new(&s.source).join("big.bin")).unwrap();
+        big.set_len(MAX_SKILL_FILE_BYTES + 1).unwrap();
+        let err = bundle_key(None, &[s]).unwrap_err().to_string();
+        assert!(
+            err.contains("larger than") && err.contains("big.bin"),
+            "{err}"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

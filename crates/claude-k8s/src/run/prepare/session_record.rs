@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::confined::SafeDir;
 use crate::run::prepare::pod_facts::DATA_MOUNT_PATH;
 use crate::serve::protocol::ExecuteParams;
 
@@ -21,15 +22,19 @@ pub fn dir() -> PathBuf {
         .join("sessions")
 }
 
-/// The record's file for a Claude session id; `None` for anything that is not a plain id (no path tricks).
-pub fn file(dir: &Path, session_id: &str) -> Option<PathBuf> {
-    let ok = !session_id.is_empty()
-        && session_id.len() <= 64
-        && session_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-');
-    ok.then(|| dir.join(format!("{session_id}.json")))
+/// The record's file name for a Claude session id; `None` for anything that is not a UUID, as Claude's session
+/// ids are (the id comes from the agent's own output: no path tricks, and no name like `config` either).
+fn file_name(session_id: &str) -> Option<String> {
+    crate::run::plan::invocation::is_uuid(session_id).then(|| format!("{session_id}.json"))
 }
+
+/// The record's file for a Claude session id; `None` for anything that is not a UUID.
+pub fn file(dir: &Path, session_id: &str) -> Option<PathBuf> {
+    Some(dir.join(file_name(session_id)?))
+}
+
+/// A record is a few hundred bytes.
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 /// Fills `runtime.sessionParams` from the record when Paperclip sent only a bare session id. Pure given `read`.
 pub fn with_saved_params(
@@ -47,9 +52,15 @@ pub fn with_saved_params(
 }
 
 /// Reads a record (a missing or unreadable one is simply absent).
+/// The directory and the file are opened without following symlinks: an agent can write the volume, but cannot
+/// make the server read (or block on) anything else through a planted link.
 pub fn read(dir: &Path, session_id: &str) -> Option<Map<String, Value>> {
-    let text = std::fs::read_to_string(file(dir, session_id)?).ok()?;
-    serde_json::from_str(&text).ok()
+    let name = file_name(session_id)?;
+    let bytes = SafeDir::open(dir, false)
+        .ok()?
+        .read(&name, MAX_RECORD_BYTES)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Saves the `sessionParams` of a result, if it has any. An error is for the run log only: without the record a
@@ -65,11 +76,15 @@ pub fn save(dir: &Path, result: &Value) -> Result<(), String> {
     else {
         return Ok(());
     };
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, Value::Object(params.clone()).to_string())?;
-        std::fs::rename(&tmp, &path)
+    // Written under an unpredictable name created exclusively, then renamed within a directory opened without
+    // following symlinks: a planted link (at the name or on the way) is never written through.
+    let write = || -> Result<(), crate::confined::FileError> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        SafeDir::open(dir, true)?.replace_file(
+            &name,
+            Value::Object(params.clone()).to_string().as_bytes(),
+            0o644,
+        )
     };
     write().map_err(|e| {
         format!(
@@ -100,6 +115,49 @@ mod tests {
         for bad in ["", "../etc/passwd", "a/b", "x.json"] {
             assert_eq!(file(d, bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        let base =
+            std::env::temp_dir().join(format!("claude-k8s-sessions-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let victim = base.join("instance");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("config.json"), "precious").unwrap();
+        let result = json!({"sessionParams": {"sessionId": ID, "cwd": "/w"}});
+        // The record's name planted as a link to a file of the attacker's choice: the link is replaced.
+        let d = base.join("sessions");
+        std::fs::create_dir_all(&d).unwrap();
+        std::os::unix::fs::symlink(victim.join("config.json"), d.join(format!("{ID}.json")))
+            .unwrap();
+        assert!(read(&d, ID).is_none(), "a record behind a link is not read");
+        save(&d, &result).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(victim.join("config.json")).unwrap(),
+            "precious"
+        );
+        assert_eq!(read(&d, ID).unwrap()["cwd"], "/w");
+        // The directory itself swapped for a link: nothing is written there.
+        let linked = base.join("linked-sessions");
+        std::os::unix::fs::symlink(&victim, &linked).unwrap();
+        let err = save(&linked, &result).unwrap_err();
+        assert!(err.contains("symlink"), "{err}");
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1);
+        // A FIFO where the record should be: read returns at once.
+        let fifo_id = "5b1b7e0e-0000-4c4e-9a57-0c0d1e2f3a4b";
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.join(format!("{fifo_id}.json")).as_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(read(&d, fifo_id).is_none());
+        // Ids that are not UUIDs name no file (`config` would be `config.json`).
+        assert!(file(&d, "config").is_none());
+        std::fs::remove_dir_all(base).unwrap();
     }
 
     #[test]

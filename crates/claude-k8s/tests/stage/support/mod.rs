@@ -10,5 +10,7 @@ mod world;
 pub use objects::{agent_selector, the_pod, wait_until};
 pub use record::RunRecord;
 pub use serve::Serve;
-pub use stage::{NAMESPACE, RUN_TOKEN, Stage, client_for, repo_root, short_id, stage_env, uuid};
+pub use stage::{
+    NAMESPACE, RUN_TOKEN, Stage, client_for, repo_root, short_id, stage_env, stage_policy, uuid,
+};
 pub use world::World;

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 
-use super::{RunRecord, Stage};
+use super::{RunRecord, Stage, stage_policy};
 
 /// The real `claude-k8s serve`, driven as the shim drives it.
 pub struct Serve {
@@ -28,12 +28,15 @@ impl Serve {
     /// Like [`Serve::start`], with extra environment for the serve process (e.g. shorter time limits, or another
     /// stand-in pod as the adapter's own: `CLAUDE_K8S_SELF_POD`).
     pub fn start_with_env(stage: &Stage, env: &[(&str, &str)]) -> Self {
-        // The defaults first, so that `env` can replace any of them.
+        // The defaults first, so that `env` can replace any of them. The stage's operator policy allows what
+        // its runs need beyond the secure default; a test of a refusal sets its own.
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
             .arg("serve")
             .env("CLAUDE_K8S_SELF_POD", "paperclip/paperclip")
             .env("KUBECONFIG", &stage.limited_kubeconfig)
             .env("CLAUDE_K8S_LOG", "info")
+            .env("CLAUDE_K8S_POLICY_FILE", stage_policy())
+            .env_remove("CLAUDE_K8S_POLICY")
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -178,8 +181,7 @@ impl Serve {
         self.records.remove(id).unwrap()
     }
 
-    /// The serve process's pid (for its RSS and CPU time in /proc).
-    #[allow(dead_code)] // the bench's (tests/bench/scale.rs), which shares this support
+    /// The serve process's pid (for its RSS and CPU time in /proc, and its environment there).
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap()
     }

@@ -31,6 +31,15 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
 }
 
+/// The stage's operator policy (test/stage/policy.yaml): every serve process of the stage suites runs with it
+/// unless a test sets its own.
+pub fn stage_policy() -> String {
+    repo_root()
+        .join("test/stage/policy.yaml")
+        .display()
+        .to_string()
+}
+
 pub fn short_id() -> String {
     uuid()[..8].to_owned()
 }

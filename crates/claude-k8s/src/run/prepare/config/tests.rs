@@ -51,6 +51,27 @@ fn bad_values_name_the_field_and_the_accepted_form() {
 }
 
 #[test]
+fn numbers_have_upper_bounds() {
+    for (field, max) in [
+        ("timeoutSec", MAX_TIMEOUT_SEC),
+        ("graceSec", MAX_GRACE_SEC),
+        ("ttlSecondsAfterFinished", MAX_TTL_SEC),
+        ("maxTurnsPerRun", MAX_TURNS),
+    ] {
+        assert!(parse(json!({ field: max })).is_ok(), "{field}");
+        for too_big in [json!(max + 1), json!(1e300), json!("18446744073709551615")] {
+            let e = parse(json!({ field: too_big })).unwrap_err();
+            assert_eq!(e.field, field);
+            assert!(e.message.contains(&max.to_string()), "{e}");
+        }
+    }
+    assert_eq!(
+        parse(json!({"timeoutSec": 1e300})).unwrap_err().to_string(),
+        format!("invalid adapterConfig field `timeoutSec`: must be at most {MAX_TIMEOUT_SEC}")
+    );
+}
+
+#[test]
 fn maps_accept_json_and_key_value_lines() {
     let c = parse(
         json!({"nodeSelector": "pool=agents\n# comment\nzone = a", "labels": "{\"team\":\"x\"}"}),

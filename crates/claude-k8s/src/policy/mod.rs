@@ -1,0 +1,723 @@
+//! The operator policy: what an agent's `adapterConfig` may ask for, set where only the operator can change it.
+//!
+//! The agent config is untrusted (board users write it; agents propose it through hire requests), so the fields
+//! that widen what a Job pod may do or where its credentials go are refused unless the operator allowed them:
+//! `podSpecPatch` (by key, and by content for the dangerous parts, see [`pod_patch`]), `serviceAccountName`,
+//! `namespace`, `image`, `initImage`, `kubeconfig`, `paperclipApiUrl`, `instructionsFilePath` outside the agent's
+//! own directory, and env names on the deny list. The default allows none of it.
+//!
+//! Read once when `serve` starts (and by `doctor`) from `CLAUDE_K8S_POLICY` (inline JSON) or the file named by
+//! `CLAUDE_K8S_POLICY_FILE` (YAML or JSON, typically a mounted ConfigMap): the Paperclip Deployment's environment.
+//! A bad policy is a startup error naming the setting; the file's content is never quoted. The check itself
+//! ([`Policy::check`]) is pure and runs right after the config is parsed, before anything else happens.
+//! docs/security.md documents every setting with its default.
+
+pub mod pattern;
+pub mod pod_patch;
+
+use std::fmt;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::run::outcome::{ErrorCode, Failure, PolicyDenial};
+use crate::run::prepare::config::{AgentConfig, DEFAULT_INIT_IMAGE};
+use crate::run::prepare::pod_facts::DATA_MOUNT_PATH;
+use pattern::{Glob, UrlPattern, any_matches, normal_path};
+pub use pod_patch::PatchRules;
+
+/// Inline policy JSON, in the Paperclip Deployment's environment.
+pub const POLICY_ENV: &str = "CLAUDE_K8S_POLICY";
+/// A policy file (YAML or JSON), e.g. mounted from a ConfigMap.
+pub const POLICY_FILE_ENV: &str = "CLAUDE_K8S_POLICY_FILE";
+/// The error code of a refused field.
+pub const DENIED_CODE: &str = crate::run::outcome::ErrorCode::PolicyDenied.as_str();
+/// A policy file larger than this is refused (a policy is a few hundred bytes).
+const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
+/// Env names an agent config may not set unless the policy takes them off the list (`env.allow`). Each changes
+/// where the pod's credentials are sent, which TLS peers it trusts, or which code is loaded into claude and its
+/// shell before any of the agent's own permission settings apply (docs/security.md says why each is here).
+pub const DEFAULT_ENV_DENY: [&str; 21] = [
+    // Where the inherited API key or AWS credentials are sent.
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_FOUNDRY_BASE_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_*",
+    // Every proxy variable, upper or lower case (matching is case-insensitive), NO_PROXY included: they route
+    // traffic around or through something the operator did not choose.
+    "*_PROXY",
+    // Which TLS peers are trusted: with these a proxy or a redirected endpoint reads the traffic.
+    "NODE_TLS_REJECT_UNAUTHORIZED",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    // The run token and where it is sent (`paperclipApiUrl` has its own allow-list).
+    "PAPERCLIP_API_URL",
+    "PAPERCLIP_API_KEY",
+    // Where an in-cluster client sends a pod's service-account token.
+    "KUBERNETES_*",
+    // Code loaded into claude or its shell (PATH picks the `claude` the container's command execs).
+    "PATH",
+    "NODE_OPTIONS",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "BASH_ENV",
+    // Claude's settings and session store: another agent's, once homes are per agent.
+    "CLAUDE_CONFIG_DIR",
+];
+
+/// Where the policy came from, as error messages name it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Source {
+    /// Neither variable set: the built-in default.
+    #[default]
+    Default,
+    Inline,
+    File(String),
+}
+
+impl Source {
+    /// Where an operator sets what a refusal asks for.
+    pub fn setting_place(&self) -> String {
+        match self {
+            Source::Default => {
+                format!("{POLICY_ENV} (or the policy file {POLICY_FILE_ENV} names)")
+            }
+            Source::Inline => POLICY_ENV.to_owned(),
+            Source::File(path) => format!("the policy file {path} ({POLICY_FILE_ENV})"),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => write!(
+                f,
+                "the built-in default (neither {POLICY_ENV} nor {POLICY_FILE_ENV} is set)"
+            ),
+            Source::Inline => write!(f, "{POLICY_ENV}"),
+            Source::File(path) => write!(f, "{path} ({POLICY_FILE_ENV})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub source: Source,
+    pub pod_spec_patch: PatchRules,
+    pub service_account_names: Vec<Glob>,
+    pub namespaces: Vec<Glob>,
+    pub images: Vec<Glob>,
+    pub init_images: Vec<Glob>,
+    /// Kubeconfig paths an agent config may name; empty: `kubeconfig` is never read from agent config.
+    pub kubeconfigs: Vec<Glob>,
+    pub paperclip_api_urls: Vec<UrlPattern>,
+    /// Where `instructionsFilePath` may point besides the agent's own directory of the Paperclip instance.
+    pub instructions_roots: Vec<Glob>,
+    /// The default deny list plus `env.deny`.
+    pub env_deny: Vec<Glob>,
+    /// Names taken off the deny list (`env.allow`).
+    pub env_allow: Vec<Glob>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            source: Source::Default,
+            pod_spec_patch: PatchRules::default(),
+            service_account_names: Vec::new(),
+            namespaces: Vec::new(),
+            images: Vec::new(),
+            init_images: Vec::new(),
+            kubeconfigs: Vec::new(),
+            paperclip_api_urls: Vec::new(),
+            instructions_roots: Vec::new(),
+            env_deny: DEFAULT_ENV_DENY.iter().map(|n| Glob::new(n)).collect(),
+            env_allow: Vec::new(),
+        }
+    }
+}
+
+/// One refused field: where it is in the config and the policy setting that would allow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    pub field: String,
+    /// The setting to add, as JSON (e.g. `"podSpecPatch": {"allowHostNamespaces": ["hostPID"]}`); `None` when no
+    /// setting allows it (then `why` says so).
+    pub setting: Option<String>,
+    pub why: Option<String>,
+}
+
+impl Denial {
+    /// A refusal that `setting` (a key of the policy's `podSpecPatch` object) lifts.
+    pub fn patch(field: &str, setting: &str) -> Self {
+        Self::top(field, &format!("\"podSpecPatch\": {{{setting}}}"))
+    }
+
+    /// A refusal that a top-level policy `setting` lifts.
+    pub fn top(field: &str, setting: &str) -> Self {
+        Self {
+            field: field.to_owned(),
+            setting: Some(setting.to_owned()),
+            why: None,
+        }
+    }
+
+    fn never(field: &str, why: &str) -> Self {
+        Self {
+            field: field.to_owned(),
+            setting: None,
+            why: Some(why.to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Denials(pub Vec<Denial>);
+
+impl Denials {
+    pub fn push(&mut self, d: Denial) {
+        self.0.push(d);
+    }
+}
+
+/// The fields a config asked for that the policy refuses; nothing was created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denied {
+    pub denials: Vec<Denial>,
+    /// [`Source::setting_place`] of the policy that refused.
+    pub place: String,
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.denials.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{} is not allowed by the operator policy", d.field)?;
+            if let Some(why) = &d.why {
+                write!(f, " ({why})")?;
+            }
+            if let Some(setting) = &d.setting {
+                write!(f, "; to allow it set {setting} in {}", self.place)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Denied {
+    /// The failure of a refused run: `policy_denied`, the message, and each field with its setting in
+    /// `errorMeta.policyDenied`.
+    pub fn failure(&self) -> Failure {
+        Failure {
+            policy_denied: self
+                .denials
+                .iter()
+                .map(|d| PolicyDenial {
+                    field: d.field.clone(),
+                    setting: d.setting.clone(),
+                    why: d.why.clone(),
+                })
+                .collect(),
+            ..Failure::new(
+                ErrorCode::PolicyDenied,
+                self.to_string(),
+                Some(&format!(
+                    "only the operator can allow these, in {}; docs/security.md lists every setting",
+                    self.place
+                )),
+            )
+        }
+    }
+}
+
+/// The run a config is checked for: what places the agent's own instructions directory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunScope<'a> {
+    /// Paperclip's instance root as the shim resolved it (`promptBundle.instanceRoot`).
+    pub instance_root: Option<&'a str>,
+    pub company_id: &'a str,
+    pub agent_id: &'a str,
+}
+
+impl<'a> RunScope<'a> {
+    /// The scope of an execute, from its params.
+    pub fn of(params: &'a crate::serve::protocol::ExecuteParams) -> Self {
+        Self {
+            instance_root: params.prompt_bundle.instance_root.as_deref(),
+            company_id: &params.agent.company_id,
+            agent_id: &params.agent.id,
+        }
+    }
+
+    /// `<instance root>/companies/<company>/agents/<agent>`, where Paperclip keeps the agent's managed
+    /// instructions; `None` without an instance root or with ids that are not plain names.
+    pub fn agent_dir(&self) -> Option<std::path::PathBuf> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        let root = normal_path(self.instance_root?)?;
+        (plain(self.company_id) && plain(self.agent_id)).then(|| {
+            root.join("companies")
+                .join(self.company_id)
+                .join("agents")
+                .join(self.agent_id)
+        })
+    }
+}
+
+impl Policy {
+    /// Refuses every field of `config` the policy does not allow. `scope` is the run's (none for the environment
+    /// checks, which read no instructions).
+    pub fn check(&self, config: &AgentConfig, scope: Option<&RunScope<'_>>) -> Result<(), Denied> {
+        let mut out = Denials::default();
+        if let Some(patch) = config.pod_spec_patch.as_ref().and_then(Value::as_object) {
+            pod_patch::check(
+                patch,
+                &self.pod_spec_patch,
+                &self.images,
+                &self.init_images,
+                &mut out,
+            );
+        }
+        let mut listed = |field: &str, value: Option<&str>, list: &[Glob], setting: &str| {
+            if let Some(v) = value
+                && !any_matches(list, v)
+            {
+                out.push(Denial::top(
+                    field,
+                    &format!("\"{setting}\": [{}]", quoted(v)),
+                ));
+            }
+        };
+        listed(
+            "serviceAccountName",
+            config.service_account_name.as_deref(),
+            &self.service_account_names,
+            "serviceAccountNames",
+        );
+        listed(
+            "namespace",
+            config.namespace.as_deref(),
+            &self.namespaces,
+            "namespaces",
+        );
+        listed("image", config.image.as_deref(), &self.images, "images");
+        listed(
+            "initImage",
+            Some(config.init_image.as_str()).filter(|i| *i != DEFAULT_INIT_IMAGE),
+            &self.init_images,
+            "initImages",
+        );
+        if let Some(path) = &config.kubeconfig {
+            self.check_kubeconfig(path, &mut out);
+        }
+        if let Some(url) = &config.paperclip_api_url
+            && !self.paperclip_api_urls.iter().any(|p| p.matches(url))
+        {
+            out.push(Denial::top(
+                "paperclipApiUrl",
+                &format!("\"paperclipApiUrls\": [{}]", quoted(url)),
+            ));
+        }
+        if let (Some(path), Some(scope)) = (&config.instructions_file_path, scope)
+            && !self.instructions_allowed(Path::new(path), scope)
+        {
+            let field = "instructionsFilePath";
+            match normal_path(path) {
+                Some(p) => out.push(Denial {
+                    why: Some(
+                        "it is outside the agent's own directory of the Paperclip instance".into(),
+                    ),
+                    ..Denial::top(
+                        field,
+                        &format!(
+                            "\"instructionsRoots\": [{}]",
+                            quoted(&p.parent().unwrap_or(&p).join("**").to_string_lossy())
+                        ),
+                    )
+                }),
+                None => out.push(Denial::never(
+                    field,
+                    "it must be an absolute path without `.` or `..` components",
+                )),
+            }
+        }
+        for name in config.env.keys() {
+            if self.env_denied(name) {
+                out.push(Denial::top(
+                    &format!("env.{}", shown(name)),
+                    &format!("\"env\": {{\"allow\": [{}]}}", quoted(name)),
+                ));
+            }
+        }
+        if out.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Denied {
+                denials: out.0,
+                place: self.source.setting_place(),
+            })
+        }
+    }
+
+    /// [`Self::check`] for an execute: the run's scope from its params.
+    pub fn check_run(
+        &self,
+        params: &crate::serve::protocol::ExecuteParams,
+        config: &AgentConfig,
+    ) -> Result<(), Denied> {
+        self.check(config, Some(&RunScope::of(params)))
+    }
+
+    fn check_kubeconfig(&self, path: &str, out: &mut Denials) {
+        let field = "kubeconfig";
+        let Some(normal) = normal_path(path) else {
+            return out.push(Denial::never(
+                field,
+                "it must be an absolute path without `.` or `..` components",
+            ));
+        };
+        if normal.starts_with(DATA_MOUNT_PATH) {
+            return out.push(Denial::never(
+                field,
+                "a kubeconfig on the shared volume, which every agent pod can write, is never read",
+            ));
+        }
+        if !any_matches(&self.kubeconfigs, &normal.to_string_lossy()) {
+            out.push(Denial::top(
+                field,
+                &format!("\"kubeconfigs\": [{}]", quoted(&normal.to_string_lossy())),
+            ));
+        }
+    }
+
+    /// Whether an env name from the agent config is refused: on the deny list and not taken off it.
+    pub fn env_denied(&self, name: &str) -> bool {
+        let upper = name.to_ascii_uppercase();
+        let hit = |list: &[Glob]| {
+            list.iter()
+                .any(|g| Glob::new(&g.as_str().to_ascii_uppercase()).matches(&upper))
+        };
+        // The run token is the adapter's alone: no policy hands it to config.
+        upper == "PAPERCLIP_API_KEY" || (hit(&self.env_deny) && !hit(&self.env_allow))
+    }
+
+    /// Whether the instructions file may be read: under the agent's own directory or an `instructionsRoots`
+    /// glob. Lexical; the read itself re-checks the path it actually opened ([`crate::confined`]).
+    pub fn instructions_allowed(&self, path: &Path, scope: &RunScope<'_>) -> bool {
+        let Some(p) = normal_path(&path.to_string_lossy()) else {
+            return false;
+        };
+        scope.agent_dir().is_some_and(|d| p.starts_with(d))
+            || any_matches(&self.instructions_roots, &p.to_string_lossy())
+    }
+
+    /// The same policy, also allowing what an operator names on the command line (`doctor --kubeconfig
+    /// --namespace`): those are the operator's own choices, not an agent's.
+    pub fn with_operator_choices(
+        mut self,
+        kubeconfig: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Self {
+        if let Some(p) = kubeconfig.and_then(normal_path) {
+            self.kubeconfigs.push(Glob::new(&p.to_string_lossy()));
+        }
+        if let Some(ns) = namespace {
+            self.namespaces.push(Glob::new(ns));
+        }
+        self
+    }
+
+    /// A line for `doctor`: where the policy came from and what it widens.
+    pub fn summary(&self) -> String {
+        let r = &self.pod_spec_patch;
+        let list = |v: &[Glob]| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.iter().map(Glob::as_str).collect::<Vec<_>>().join(", ")
+            }
+        };
+        format!(
+            "operator policy from {}: podSpecPatch keys {}; host namespaces {}; images {}; namespaces {}; \
+             service accounts {}; kubeconfigs {}; {} env names taken off the deny list",
+            self.source,
+            list(&r.allowed_keys),
+            if r.host_namespaces.is_empty() {
+                "none".to_owned()
+            } else {
+                r.host_namespaces.join(", ")
+            },
+            list(&self.images),
+            list(&self.namespaces),
+            list(&self.service_account_names),
+            list(&self.kubeconfigs),
+            self.env_allow.len()
+        )
+    }
+}
+
+/// A value from the config inside a message: JSON-quoted and cut short.
+fn quoted(s: &str) -> String {
+    serde_json::to_string(&shown(s)).unwrap_or_default()
+}
+
+fn shown(s: &str) -> String {
+    const MAX: usize = 120;
+    if s.chars().count() > MAX {
+        format!("{}…", s.chars().take(MAX).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A policy that cannot be used; the message names the setting and never quotes the policy's text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid operator policy in {origin}: {message}")]
+pub struct PolicyError {
+    pub origin: Source,
+    pub message: String,
+}
+
+/// The policy given the values of [`POLICY_ENV`] and [`POLICY_FILE_ENV`] (read by [`crate::settings::Settings`]);
+/// the default when neither is set.
+pub fn from_vars(inline: Option<String>, file: Option<String>) -> Result<Policy, PolicyError> {
+    match (inline, file) {
+        (None, None) => Ok(Policy::default()),
+        (Some(_), Some(path)) => Err(PolicyError {
+            origin: Source::File(path),
+            message: format!("both {POLICY_ENV} and {POLICY_FILE_ENV} are set; set one of them"),
+        }),
+        (Some(text), None) => {
+            let source = Source::Inline;
+            let value = serde_json::from_str::<Value>(&text).map_err(|e| PolicyError {
+                origin: source.clone(),
+                message: format!("not valid JSON (line {}, column {})", e.line(), e.column()),
+            })?;
+            parse(&value, source)
+        }
+        (None, Some(path)) => {
+            let source = Source::File(path.clone());
+            let fail = |message: String| PolicyError {
+                origin: source.clone(),
+                message,
+            };
+            let text = read_policy_file(&path).map_err(fail)?;
+            let value = serde_saphyr::from_str::<Value>(&text).map_err(|e| {
+                fail(match e.location() {
+                    Some(l) => format!(
+                        "not valid YAML or JSON (line {}, column {})",
+                        l.line(),
+                        l.column()
+                    ),
+                    None => "not valid YAML or JSON".into(),
+                })
+            })?;
+            parse(&value, source)
+        }
+    }
+}
+
+fn read_policy_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {}", e.kind()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {}", e.kind()))?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {}", e.kind()))?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(format!("it is larger than {MAX_POLICY_BYTES} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
+}
+
+/// The policy from its JSON (or YAML) value. Unknown settings are errors: a misspelt deny entry must not pass.
+pub fn parse(value: &Value, source: Source) -> Result<Policy, PolicyError> {
+    let fail = |message: String| PolicyError {
+        origin: source.clone(),
+        message,
+    };
+    let root = match value {
+        Value::Object(o) => o,
+        // An empty file.
+        Value::Null => &Map::new(),
+        _ => return Err(fail("the policy must be an object of settings".into())),
+    };
+    let mut policy = Policy {
+        source: source.clone(),
+        ..Policy::default()
+    };
+    for (key, v) in root {
+        match key.as_str() {
+            "podSpecPatch" => policy.pod_spec_patch = patch_rules(v).map_err(fail)?,
+            "serviceAccountNames" => policy.service_account_names = globs(key, v).map_err(fail)?,
+            "namespaces" => policy.namespaces = globs(key, v).map_err(fail)?,
+            "images" => policy.images = globs(key, v).map_err(fail)?,
+            "initImages" => policy.init_images = globs(key, v).map_err(fail)?,
+            "kubeconfigs" => {
+                policy.kubeconfigs = globs(key, v).map_err(fail)?;
+                if let Some(bad) = policy
+                    .kubeconfigs
+                    .iter()
+                    .position(|g| !g.as_str().starts_with('/'))
+                {
+                    return Err(fail(format!(
+                        "`kubeconfigs` entry {bad} must be an absolute path or path glob"
+                    )));
+                }
+            }
+            "instructionsRoots" => policy.instructions_roots = globs(key, v).map_err(fail)?,
+            "paperclipApiUrls" => {
+                let texts = strings(key, v).map_err(fail)?;
+                policy.paperclip_api_urls = texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        UrlPattern::parse(t).ok_or_else(|| {
+                            fail(format!(
+                                "`paperclipApiUrls` entry {i} is not an http(s) URL (scheme://host[:port|:*][/path])"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "env" => {
+                let o = v.as_object().ok_or_else(|| {
+                    fail("`env` must be an object with `deny` and `allow` lists".into())
+                })?;
+                for (k, list) in o {
+                    match k.as_str() {
+                        "deny" => policy
+                            .env_deny
+                            .extend(globs("env.deny", list).map_err(fail)?),
+                        "allow" => policy.env_allow = globs("env.allow", list).map_err(fail)?,
+                        other => {
+                            return Err(fail(unknown(
+                                &format!("env.{}", setting_name(other)),
+                                "deny, allow",
+                            )));
+                        }
+                    }
+                }
+            }
+            other => {
+                return Err(fail(unknown(
+                    &setting_name(other),
+                    "podSpecPatch, serviceAccountNames, namespaces, images, initImages, kubeconfigs, \
+                     paperclipApiUrls, instructionsRoots, env",
+                )));
+            }
+        }
+    }
+    Ok(policy)
+}
+
+fn patch_rules(v: &Value) -> Result<PatchRules, String> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| "`podSpecPatch` must be an object of settings".to_owned())?;
+    let mut r = PatchRules::default();
+    for (key, v) in o {
+        let name = format!("podSpecPatch.{key}");
+        let flag = || {
+            v.as_bool()
+                .ok_or_else(|| format!("`{name}` must be true or false"))
+        };
+        match key.as_str() {
+            "allowedKeys" => r.allowed_keys = globs(&name, v)?,
+            "allowHostNamespaces" => {
+                r.host_namespaces = match v {
+                    Value::Bool(true) => pod_patch::HOST_NAMESPACES.map(String::from).to_vec(),
+                    Value::Bool(false) => Vec::new(),
+                    _ => {
+                        let list = strings(&name, v).map_err(|_| {
+                            format!("`{name}` must be true, false or a list of hostNetwork, hostPID, hostIPC")
+                        })?;
+                        if list
+                            .iter()
+                            .any(|h| !pod_patch::HOST_NAMESPACES.contains(&h.as_str()))
+                        {
+                            return Err(format!(
+                                "`{name}` must be true, false or a list of hostNetwork, hostPID, hostIPC"
+                            ));
+                        }
+                        list
+                    }
+                }
+            }
+            "allowAddedCapabilities" => {
+                r.added_capabilities = match v {
+                    Value::Bool(true) => vec![Glob::new("*")],
+                    Value::Bool(false) => Vec::new(),
+                    _ => globs(&name, v).map_err(|_| {
+                        format!("`{name}` must be true, false or a list of capability names")
+                    })?,
+                }
+            }
+            "allowVolumeTypes" => r.volume_types = strings(&name, v)?,
+            "allowPrivileged" => r.privileged = flag()?,
+            "allowHostPath" => r.host_path = flag()?,
+            "allowPrivilegeEscalation" => r.privilege_escalation = flag()?,
+            "allowSecurityContext" => r.security_context = flag()?,
+            "allowNodeName" => r.node_name = flag()?,
+            "allowServiceAccount" => r.service_account = flag()?,
+            "allowInitContainers" => r.init_containers = flag()?,
+            "allowSecretReferences" => r.secret_references = flag()?,
+            other => {
+                return Err(unknown(
+                    &format!("podSpecPatch.{}", setting_name(other)),
+                    "allowedKeys, allowHostNamespaces, allowPrivileged, allowHostPath, allowAddedCapabilities, \
+                     allowPrivilegeEscalation, allowSecurityContext, allowNodeName, allowServiceAccount, \
+                     allowInitContainers, allowSecretReferences, allowVolumeTypes",
+                ));
+            }
+        }
+    }
+    Ok(r)
+}
+
+fn strings(name: &str, v: &Value) -> Result<Vec<String>, String> {
+    let err = || format!("`{name}` must be a list of strings");
+    v.as_array()
+        .ok_or_else(err)?
+        .iter()
+        .map(|s| s.as_str().map(str::to_owned).ok_or_else(err))
+        .collect()
+}
+
+fn globs(name: &str, v: &Value) -> Result<Vec<Glob>, String> {
+    Ok(strings(name, v)?.iter().map(|s| Glob::new(s)).collect())
+}
+
+fn unknown(name: &str, known: &str) -> String {
+    format!("`{name}` is not a policy setting (known: {known})")
+}
+
+/// A key of the policy, safe to print: the operator's own setting name, or a placeholder for anything else.
+fn setting_name(key: &str) -> String {
+    // Setting names are camelCase words; anything else could be a value pasted in the wrong place.
+    if !key.is_empty() && key.len() <= 40 && key.chars().all(|c| c.is_ascii_alphabetic()) {
+        key.to_owned()
+    } else {
+        "(a key that is not a setting name)".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests;
