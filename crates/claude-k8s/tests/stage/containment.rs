@@ -68,11 +68,21 @@ async fn a_70_mib_line_is_cut_at_the_source_while_another_run_streams_whole() {
         .position(|(_, chunk)| chunk.starts_with("[claude-k8s] line cut:"))
         .unwrap_or_else(|| panic!("no cut line; progress: {:?}", attacked.progress_lines()));
     let cut = &attacked.logs[cut_at].1;
+    // The count is what reached the adapter. Run alone it is every byte; in the full suite (two runs at a time on
+    // the 2-core stage) the 1.20 kubelet's follow reader once dropped part of the burst (70,762,816 of the
+    // 73,400,320 bytes arrived), so the count is checked to be between the cut and what claude wrote.
+    let head = &cut[..300.min(cut.len())];
+    let counted: usize = head
+        .strip_prefix("[claude-k8s] line cut: claude wrote a line of ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in the marker: {head}"));
+    assert!((LIMIT..=HUGE).contains(&counted), "{head}");
     let marker = format!(
-        "[claude-k8s] line cut: claude wrote a line of {HUGE} bytes; its first {LIMIT} follow \
+        "[claude-k8s] line cut: claude wrote a line of {counted} bytes; its first {LIMIT} follow \
          (CLAUDE_K8S_MAX_LINE_BYTES): "
     );
-    assert!(cut.starts_with(&marker), "{}", &cut[..300.min(cut.len())]);
+    assert!(cut.starts_with(&marker), "{head}");
     let kept = cut[marker.len()..].trim_end_matches('\n');
     assert_eq!(kept.len(), LIMIT);
     assert!(kept.bytes().all(|b| b == b'A'));
