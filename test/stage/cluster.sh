@@ -16,8 +16,7 @@
 #
 # Env: CLAUDE_K8S_STAGE_CACHE (binaries and image tarballs, default /var/cache/claude-k8s-stage),
 #      CLAUDE_K8S_STAGE_STATE (runtime state, default /tmp/claude-k8s-stage),
-#      CLAUDE_K8S_STAGE_TIER=auto|real|fake-kubelet (default auto: real, falling back to the fake kubelet when
-#      dockerd or the kubelet cannot run here), CLAUDE_K8S_FAKE_KUBELET (path of the fake kubelet binary).
+#      CLAUDE_K8S_SIM_NODE, CLAUDE_K8S_SIM_NODE_ARGS (the simulated node's binary and extra flags).
 # See test/stage/README.md.
 set -euo pipefail
 
@@ -25,7 +24,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${CLAUDE_K8S_STAGE_CACHE:-/var/cache/claude-k8s-stage}
 STATE=${CLAUDE_K8S_STAGE_STATE:-/tmp/claude-k8s-stage}
-WANT_TIER=${CLAUDE_K8S_STAGE_TIER:-auto}
 BIN=$CACHE/k8s/bin
 IMAGES=$CACHE/images
 OUT=$ROOT/target/testcluster
@@ -54,16 +52,12 @@ PROXY_ENV=(HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 http_pro
   https_proxy=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost)
 export DOCKER_HOST=unix://$STATE/docker.sock
 # Components in start order; down stops them in reverse.
-COMPONENTS=(etcd apiserver controller-manager scheduler dockerd kubelet fake-kubelet sim-node)
+COMPONENTS=(etcd apiserver controller-manager scheduler dockerd kubelet sim-node)
 APT_PACKAGES=(golang-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync xz-utils jq openssl curl
   ca-certificates etcd-server docker.io runc busybox-static bash iproute2 util-linux procps)
 
 log() { echo "[cluster.sh $(date +%T)] $*" >&2; }
 die() { echo "[cluster.sh $(date +%T)] ERROR: $*" >&2; exit 1; }
-shout() { # a message nobody can miss
-  local line='!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'
-  { echo "$line"; for l in "$@"; do echo "!!! $l"; done; echo "$line"; } >&2
-}
 kubectl_admin() { "$BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" "$@"; }
 api() { curl -s --max-time 5 --cacert "$P/ca.crt" -H "Authorization: Bearer $(admin_token)" "https://127.0.0.1:$API_PORT$1"; }
 # Debian's docker.io client matches its dockerd (any newer client negotiates the API version down, too).
@@ -448,35 +442,6 @@ EOF
   wait_for 90 "node Ready" node_ready || { tail -20 "$STATE/kubelet.log" >&2; return 1; }
 }
 
-stop_real_node() {
-  if alive kubelet; then kill "$(cat "$STATE/kubelet.pid")" 2>/dev/null || true; fi
-  if alive dockerd; then
-    remove_containers
-    kill "$(cat "$STATE/dockerd.pid")" 2>/dev/null || true
-  fi
-  wait_gone kubelet dockerd
-  rm -f "$STATE/kubelet.pid" "$STATE/dockerd.pid"
-  kubectl_admin delete node localhost --ignore-not-found >/dev/null 2>&1 || true
-  kubectl_admin -n $NS delete pod paperclip --ignore-not-found --force --grace-period=0 >/dev/null 2>&1 || true
-}
-
-# The fake-kubelet tier (k8s-testcluster.md, tier C): no containers; a fake kubelet registers node `localhost`,
-# drives pod phases and serves container logs on 127.0.0.1:10250.
-start_fake_node() {
-  local fk=${CLAUDE_K8S_FAKE_KUBELET:-}
-  if [ -z "$fk" ]; then
-    for c in "$ROOT/target/release/fake-kubelet" "$ROOT/target/debug/fake-kubelet"; do [ -x "$c" ] && fk=$c && break; done
-  fi
-  if [ -z "$fk" ] || [ ! -x "$fk" ]; then
-    FAKE_KUBELET=missing
-    return 1
-  fi
-  FAKE_KUBELET=$fk
-  start fake-kubelet env "${PROXY_ENV[@]}" "$fk" --kubeconfig "$STATE/node.kubeconfig" --node-name localhost \
-    --listen "127.0.0.1:$KUBELET_PORT"
-  wait_for 30 "fake node Ready" node_ready
-}
-
 apply_objects() {
   mkdir -p "$PAPERCLIP_DIR"
   chown 1000:1000 "$PAPERCLIP_DIR"
@@ -532,7 +497,6 @@ STAGE_STATE=$STATE
 STAGE_DOCKER_HOST=$DOCKER_HOST
 AUDIT_LOG=$STATE/audit.log
 EOF
-  [ "$1" = real ] || echo "FAKE_KUBELET=${FAKE_KUBELET:-missing}" >>"$OUT/stage.env.new"
   mv "$OUT/stage.env.new" "$OUT/stage.env"
 }
 
@@ -560,34 +524,13 @@ cmd_up() {
   start_control_plane
   apply_objects
 
-  local tier=
-  if [ "$WANT_TIER" != fake-kubelet ]; then
-    if start_real_node && apply_pod && wait_for 90 "stand-in pod $NS/paperclip Running" pod_running; then
-      tier=real
-    elif [ "$WANT_TIER" = real ]; then
-      kubectl_admin -n $NS describe pod paperclip 2>/dev/null | tail -15 >&2 || true
-      die "the real tier cannot run here (CLAUDE_K8S_STAGE_TIER=real); logs in $STATE"
-    else
-      kubectl_admin -n $NS describe pod paperclip 2>/dev/null | tail -15 >&2 || true
-      shout "THE REAL KUBELET TIER DOES NOT WORK ON THIS MACHINE (dockerd, kubelet or the first pod failed)." \
-        "Falling back to the FAKE-KUBELET tier: no containers run, Claude Code never executes in a pod." \
-        "Logs: $STATE/dockerd.log $STATE/kubelet.log"
-      stop_real_node
-    fi
-  fi
-  if [ -z "$tier" ]; then
-    tier=fake-kubelet
-    echo "$tier" >"$STATE/tier"
-    if ! start_fake_node; then
-      write_outputs "$tier"
-      shout "TIER=fake-kubelet, BUT NO FAKE KUBELET IS AVAILABLE (set CLAUDE_K8S_FAKE_KUBELET or build target/*/fake-kubelet)." \
-        "The control plane is up (Jobs get Pods that stay Pending); nothing will ever run." \
-        "stage.env says TIER=fake-kubelet FAKE_KUBELET=missing."
-      exit 3
-    fi
-    shout "THE STAGE RUNS THE FAKE-KUBELET TIER ($FAKE_KUBELET): pods are simulated, no container runs."
-    apply_pod
-    wait_for 60 "stand-in pod $NS/paperclip Running" pod_running || die "the stand-in pod is not Running"
+  # Only the real tier: a stage without containers could not run one of the suites (they test the real claude
+  # CLI in real pods), so a machine where dockerd or the kubelet cannot run fails here, with the logs that say why.
+  # (The simulated node for scale tests is an addition beside the real node: `sim-node up`.)
+  local tier=real
+  if ! { start_real_node && apply_pod && wait_for 90 "stand-in pod $NS/paperclip Running" pod_running; }; then
+    kubectl_admin -n $NS describe pod paperclip 2>/dev/null | tail -15 >&2 || true
+    die "the real kubelet tier cannot run on this machine (dockerd, the kubelet or the first pod failed); logs in $STATE"
   fi
   echo "$tier" >"$STATE/tier"
   write_outputs "$tier"
@@ -628,10 +571,10 @@ cmd_down() {
     return 0
   fi
   local n
-  for n in sim-node fake-kubelet kubelet scheduler controller-manager apiserver; do
+  for n in sim-node kubelet scheduler controller-manager apiserver; do
     if alive "$n"; then kill "$(cat "$STATE/$n.pid")" 2>/dev/null || true; fi
   done
-  wait_gone sim-node fake-kubelet kubelet scheduler controller-manager apiserver
+  wait_gone sim-node kubelet scheduler controller-manager apiserver
   if alive dockerd; then
     remove_containers
     kill "$(cat "$STATE/dockerd.pid")" 2>/dev/null || true
@@ -674,7 +617,6 @@ cmd_status() {
   local need=(etcd apiserver controller-manager scheduler)
   case $tier in
     real) need+=(dockerd kubelet) ;;
-    fake-kubelet) need+=(fake-kubelet) ;;
     *) ok=1 ;;
   esac
   for n in "${COMPONENTS[@]}"; do
