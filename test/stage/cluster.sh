@@ -657,7 +657,11 @@ sim_node_bin() { # the binary: $CLAUDE_K8S_SIM_NODE, else a release build of thi
   fi
   command -v cargo >/dev/null 2>&1 || die "no cargo to build crates/sim-node (or set CLAUDE_K8S_SIM_NODE)"
   log "cargo build --release -p sim-node"
-  (cd "$ROOT" && cargo build --release --quiet -p sim-node) >&2 || die "cargo build -p sim-node failed"
+  # In a clean environment: under `cargo test` (a stage test calling `sim-node up`) cargo's variables would
+  # change the build's fingerprints, and every call would rebuild everything (3 min here).
+  local keep=(PATH="$PATH" HOME="$HOME") v
+  for v in CARGO_HOME RUSTUP_HOME; do [ -z "${!v:-}" ] || keep+=("$v=${!v}"); done
+  (cd "$ROOT" && env -i "${keep[@]}" cargo build --release --quiet -p sim-node) >&2 || die "cargo build -p sim-node failed"
   echo "$ROOT/target/release/sim-node"
 }
 
