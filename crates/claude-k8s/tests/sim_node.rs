@@ -292,6 +292,12 @@ async fn scale_baseline_on_the_simulated_node() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(25_000);
+    // Executes per second (0: all at once). Paperclip starts heartbeats one by one; a burst of 1,000 at the same
+    // instant is the worst case, which the API server meets with 429s.
+    let per_sec: u64 = std::env::var("SIM_NODE_RAMP_PER_SEC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let stage = Stage::load();
     let _node = SimNode::up();
     let sim_pid: u32 =
@@ -311,7 +317,11 @@ async fn scale_baseline_on_the_simulated_node() {
     let pid = serve.pid();
     let started = std::time::Instant::now();
     let mut ids = vec![];
-    for _ in 0..n {
+    for i in 0..n {
+        if per_sec > 0 && i > 0 && i as u64 % per_sec == 0 {
+            // Keep taking the serve's messages meanwhile (its stdout must not fill up).
+            let _ = serve.collect_for(Duration::from_secs(1)).await;
+        }
         let agent = stage::uuid();
         let config = on_sim_node(
             &stage,
@@ -372,7 +382,9 @@ async fn scale_baseline_on_the_simulated_node() {
         }
     }
     serve.shutdown().await;
-    eprintln!("== {n} runs on the simulated node, lines every {line_ms} ms ==");
+    eprintln!(
+        "== {n} runs on the simulated node, lines every {line_ms} ms, {per_sec} executes/s (0: at once) =="
+    );
     eprintln!(
         "executes sent in {sent:.1} s; all results after {wall:.1} s; complete {complete}/{n}; failures {failures:?}"
     );
