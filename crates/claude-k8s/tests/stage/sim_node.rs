@@ -5,14 +5,12 @@
 //! Needs the stage (`make cluster-up`); each test brings the simulated node up itself (unless it already runs)
 //! and takes it down again after the last one. `#[ignore]`d otherwise, like the other stage suites.
 
-mod stage;
-
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::support::{self as stage, Serve, Stage};
 use fake_anthropic::FakeAnthropic;
 use serde_json::{Value, json};
-use stage::{Serve, Stage};
 
 const NEEDS_STAGE: &str = "needs the real stage: make cluster-up";
 const SIM_NODE: &str = "sim-0";
@@ -164,7 +162,7 @@ async fn twenty_concurrent_runs_on_the_simulated_node_succeed_with_their_whole_t
             log.contains(&format!("claude running on node {SIM_NODE}")),
             "the pod ran on the simulated node\n{log}"
         );
-        stage.assert_nothing_left(agent).await;
+        stage.assert_nothing_left_in(stage::NAMESPACE, agent).await;
     }
     assert!(
         fake.message_requests().is_empty(),
@@ -209,7 +207,7 @@ async fn a_cancelled_run_on_the_simulated_node_is_stopped_and_leaves_nothing() {
         fixture("bash-tool-use")[..1],
         "only the line written before the stop"
     );
-    stage.assert_nothing_left(&agent).await;
+    stage.assert_nothing_left_in(stage::NAMESPACE, &agent).await;
     serve.shutdown().await;
 }
 
@@ -280,7 +278,8 @@ async fn longrunning(stage: &Stage) -> std::collections::BTreeMap<String, f64> {
 /// serve process on the simulated node, each about 100 s long; prints the serve process's peak RSS, CPU, open
 /// descriptors and sockets, the API server's long-running requests at the peak, and the simulated node's RSS
 /// and CPU. Asserts only that every run completed with its whole transcript. Run by hand, under the stage lock:
-/// `cargo test --release -p claude-k8s --test sim_node -- --ignored --nocapture scale_baseline`.
+/// `cargo test --release -p claude-k8s --test stage -- --ignored --nocapture sim_node::scale_baseline` (make test-cluster
+/// skips it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand (see its comment); needs the real stage: make cluster-up"]
 async fn scale_baseline_on_the_simulated_node() {
@@ -318,7 +317,7 @@ async fn scale_baseline_on_the_simulated_node() {
     let started = std::time::Instant::now();
     let mut ids = vec![];
     for i in 0..n {
-        if per_sec > 0 && i > 0 && i as u64 % per_sec == 0 {
+        if per_sec > 0 && i > 0 && (i as u64).is_multiple_of(per_sec) {
             // Keep taking the serve's messages meanwhile (its stdout must not fill up).
             let _ = serve.collect_for(Duration::from_secs(1)).await;
         }
@@ -409,7 +408,7 @@ async fn scale_baseline_on_the_simulated_node() {
         }
     }
     for (_, agent) in &ids {
-        stage.assert_nothing_left(agent).await;
+        stage.assert_nothing_left_in(stage::NAMESPACE, agent).await;
     }
     assert_eq!(complete, n, "every run complete: {failures:?}");
 }
