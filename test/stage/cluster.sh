@@ -11,11 +11,12 @@
 #   cluster.sh down      stop everything this script started (by pid file), unmount, remove the state dir
 #   cluster.sh status    what is running; exit 0 only when the stage is up
 #   cluster.sh restart-apiserver   stop kube-apiserver and start it again (log-resilience tests)
+#   cluster.sh sim-node up|down|status   the simulated node `sim-0` beside the real one (crates/sim-node; scale
+#                        tests): start it (building it if needed), stop it and remove its Node and pods, report
 #
 # Env: CLAUDE_K8S_STAGE_CACHE (binaries and image tarballs, default /var/cache/claude-k8s-stage),
 #      CLAUDE_K8S_STAGE_STATE (runtime state, default /tmp/claude-k8s-stage),
-#      CLAUDE_K8S_STAGE_TIER=auto|real|fake-kubelet (default auto: real, falling back to the fake kubelet when
-#      dockerd or the kubelet cannot run here), CLAUDE_K8S_FAKE_KUBELET (path of the fake kubelet binary).
+#      CLAUDE_K8S_SIM_NODE, CLAUDE_K8S_SIM_NODE_ARGS (the simulated node's binary and extra flags).
 # See test/stage/README.md.
 set -euo pipefail
 
@@ -23,7 +24,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${CLAUDE_K8S_STAGE_CACHE:-/var/cache/claude-k8s-stage}
 STATE=${CLAUDE_K8S_STAGE_STATE:-/tmp/claude-k8s-stage}
-WANT_TIER=${CLAUDE_K8S_STAGE_TIER:-auto}
 BIN=$CACHE/k8s/bin
 IMAGES=$CACHE/images
 OUT=$ROOT/target/testcluster
@@ -52,16 +52,12 @@ PROXY_ENV=(HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 http_pro
   https_proxy=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost)
 export DOCKER_HOST=unix://$STATE/docker.sock
 # Components in start order; down stops them in reverse.
-COMPONENTS=(etcd apiserver controller-manager scheduler dockerd kubelet fake-kubelet)
+COMPONENTS=(etcd apiserver controller-manager scheduler dockerd kubelet sim-node)
 APT_PACKAGES=(golang-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync xz-utils jq openssl curl
   ca-certificates etcd-server docker.io runc busybox-static bash iproute2 util-linux procps)
 
 log() { echo "[cluster.sh $(date +%T)] $*" >&2; }
 die() { echo "[cluster.sh $(date +%T)] ERROR: $*" >&2; exit 1; }
-shout() { # a message nobody can miss
-  local line='!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'
-  { echo "$line"; for l in "$@"; do echo "!!! $l"; done; echo "$line"; } >&2
-}
 kubectl_admin() { "$BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" "$@"; }
 api() { curl -s --max-time 5 --cacert "$P/ca.crt" -H "Authorization: Bearer $(admin_token)" "https://127.0.0.1:$API_PORT$1"; }
 # Debian's docker.io client matches its dockerd (any newer client negotiates the API version down, too).
@@ -446,35 +442,6 @@ EOF
   wait_for 90 "node Ready" node_ready || { tail -20 "$STATE/kubelet.log" >&2; return 1; }
 }
 
-stop_real_node() {
-  if alive kubelet; then kill "$(cat "$STATE/kubelet.pid")" 2>/dev/null || true; fi
-  if alive dockerd; then
-    remove_containers
-    kill "$(cat "$STATE/dockerd.pid")" 2>/dev/null || true
-  fi
-  wait_gone kubelet dockerd
-  rm -f "$STATE/kubelet.pid" "$STATE/dockerd.pid"
-  kubectl_admin delete node localhost --ignore-not-found >/dev/null 2>&1 || true
-  kubectl_admin -n $NS delete pod paperclip --ignore-not-found --force --grace-period=0 >/dev/null 2>&1 || true
-}
-
-# The fake-kubelet tier (k8s-testcluster.md, tier C): no containers; a fake kubelet registers node `localhost`,
-# drives pod phases and serves container logs on 127.0.0.1:10250.
-start_fake_node() {
-  local fk=${CLAUDE_K8S_FAKE_KUBELET:-}
-  if [ -z "$fk" ]; then
-    for c in "$ROOT/target/release/fake-kubelet" "$ROOT/target/debug/fake-kubelet"; do [ -x "$c" ] && fk=$c && break; done
-  fi
-  if [ -z "$fk" ] || [ ! -x "$fk" ]; then
-    FAKE_KUBELET=missing
-    return 1
-  fi
-  FAKE_KUBELET=$fk
-  start fake-kubelet env "${PROXY_ENV[@]}" "$fk" --kubeconfig "$STATE/node.kubeconfig" --node-name localhost \
-    --listen "127.0.0.1:$KUBELET_PORT"
-  wait_for 30 "fake node Ready" node_ready
-}
-
 apply_objects() {
   mkdir -p "$PAPERCLIP_DIR"
   chown 1000:1000 "$PAPERCLIP_DIR"
@@ -530,7 +497,6 @@ STAGE_STATE=$STATE
 STAGE_DOCKER_HOST=$DOCKER_HOST
 AUDIT_LOG=$STATE/audit.log
 EOF
-  [ "$1" = real ] || echo "FAKE_KUBELET=${FAKE_KUBELET:-missing}" >>"$OUT/stage.env.new"
   mv "$OUT/stage.env.new" "$OUT/stage.env"
 }
 
@@ -558,34 +524,13 @@ cmd_up() {
   start_control_plane
   apply_objects
 
-  local tier=
-  if [ "$WANT_TIER" != fake-kubelet ]; then
-    if start_real_node && apply_pod && wait_for 90 "stand-in pod $NS/paperclip Running" pod_running; then
-      tier=real
-    elif [ "$WANT_TIER" = real ]; then
-      kubectl_admin -n $NS describe pod paperclip 2>/dev/null | tail -15 >&2 || true
-      die "the real tier cannot run here (CLAUDE_K8S_STAGE_TIER=real); logs in $STATE"
-    else
-      kubectl_admin -n $NS describe pod paperclip 2>/dev/null | tail -15 >&2 || true
-      shout "THE REAL KUBELET TIER DOES NOT WORK ON THIS MACHINE (dockerd, kubelet or the first pod failed)." \
-        "Falling back to the FAKE-KUBELET tier: no containers run, Claude Code never executes in a pod." \
-        "Logs: $STATE/dockerd.log $STATE/kubelet.log"
-      stop_real_node
-    fi
-  fi
-  if [ -z "$tier" ]; then
-    tier=fake-kubelet
-    echo "$tier" >"$STATE/tier"
-    if ! start_fake_node; then
-      write_outputs "$tier"
-      shout "TIER=fake-kubelet, BUT NO FAKE KUBELET IS AVAILABLE (set CLAUDE_K8S_FAKE_KUBELET or build target/*/fake-kubelet)." \
-        "The control plane is up (Jobs get Pods that stay Pending); nothing will ever run." \
-        "stage.env says TIER=fake-kubelet FAKE_KUBELET=missing."
-      exit 3
-    fi
-    shout "THE STAGE RUNS THE FAKE-KUBELET TIER ($FAKE_KUBELET): pods are simulated, no container runs."
-    apply_pod
-    wait_for 60 "stand-in pod $NS/paperclip Running" pod_running || die "the stand-in pod is not Running"
+  # Only the real tier: a stage without containers could not run one of the suites (they test the real claude
+  # CLI in real pods), so a machine where dockerd or the kubelet cannot run fails here, with the logs that say why.
+  # (The simulated node for scale tests is an addition beside the real node: `sim-node up`.)
+  local tier=real
+  if ! { start_real_node && apply_pod && wait_for 90 "stand-in pod $NS/paperclip Running" pod_running; }; then
+    kubectl_admin -n $NS describe pod paperclip 2>/dev/null | tail -15 >&2 || true
+    die "the real kubelet tier cannot run on this machine (dockerd, the kubelet or the first pod failed); logs in $STATE"
   fi
   echo "$tier" >"$STATE/tier"
   write_outputs "$tier"
@@ -626,10 +571,10 @@ cmd_down() {
     return 0
   fi
   local n
-  for n in fake-kubelet kubelet scheduler controller-manager apiserver; do
+  for n in sim-node kubelet scheduler controller-manager apiserver; do
     if alive "$n"; then kill "$(cat "$STATE/$n.pid")" 2>/dev/null || true; fi
   done
-  wait_gone fake-kubelet kubelet scheduler controller-manager apiserver
+  wait_gone sim-node kubelet scheduler controller-manager apiserver
   if alive dockerd; then
     remove_containers
     kill "$(cat "$STATE/dockerd.pid")" 2>/dev/null || true
@@ -672,7 +617,6 @@ cmd_status() {
   local need=(etcd apiserver controller-manager scheduler)
   case $tier in
     real) need+=(dockerd kubelet) ;;
-    fake-kubelet) need+=(fake-kubelet) ;;
     *) ok=1 ;;
   esac
   for n in "${COMPONENTS[@]}"; do
@@ -695,6 +639,121 @@ cmd_status() {
   return $ok
 }
 
+# ---------------------------------------------------------------------------------------------------- sim-node
+# The simulated node (crates/sim-node) for scale tests, beside the real node: Node `sim-0`, tainted
+# node.claude-k8s.io/simulated=true:NoSchedule (only pods that tolerate it land there), kubelet API on
+# https://127.0.0.1:10260. It plays each pod from a recorded transcript of test/fixtures/claude-2.1.328 instead
+# of running containers. It reports as `admin` (like the controller-manager): the audit log, which counts the
+# adapter's requests for `make bench`, stays the adapter's alone. See test/stage/README.md.
+SIM_NODE=sim-0
+SIM_PORT=10260
+SIM_TRANSCRIPTS=$ROOT/test/fixtures/claude-2.1.328
+
+sim_node_bin() { # the binary: $CLAUDE_K8S_SIM_NODE, else a release build of this tree (cargo: a no-op when fresh)
+  if [ -n "${CLAUDE_K8S_SIM_NODE:-}" ]; then
+    [ -x "$CLAUDE_K8S_SIM_NODE" ] || die "CLAUDE_K8S_SIM_NODE=$CLAUDE_K8S_SIM_NODE is not an executable"
+    echo "$CLAUDE_K8S_SIM_NODE"
+    return 0
+  fi
+  command -v cargo >/dev/null 2>&1 || die "no cargo to build crates/sim-node (or set CLAUDE_K8S_SIM_NODE)"
+  log "cargo build --release -p sim-node"
+  # In a clean environment: under `cargo test` (a stage test calling `sim-node up`) cargo's variables would
+  # change the build's fingerprints, and every call would rebuild everything (3 min here).
+  local keep=(PATH="$PATH" HOME="$HOME") v
+  for v in CARGO_HOME RUSTUP_HOME; do [ -z "${!v:-}" ] || keep+=("$v=${!v}"); done
+  (cd "$ROOT" && env -i "${keep[@]}" cargo build --release --quiet -p sim-node) >&2 || die "cargo build -p sim-node failed"
+  echo "$ROOT/target/release/sim-node"
+}
+
+sim_node_ready() {
+  api "/api/v1/nodes/$SIM_NODE" | jq -e '.status | objects | .conditions[]? | select(.type=="Ready" and .status=="True")' >/dev/null &&
+    [ "$(curl -sk --max-time 2 "https://127.0.0.1:$SIM_PORT/healthz")" = ok ]
+}
+
+sim_node_pods() { # namespace/name of every pod bound to the simulated node
+  kubectl_admin get pods -A --field-selector "spec.nodeName=$SIM_NODE" \
+    -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{"\n"}{end}' 2>/dev/null
+}
+
+cmd_sim_node_up() {
+  cmd_status >/dev/null 2>&1 || die "the stage is not up: run '$0 up' first"
+  if alive sim-node && sim_node_ready; then
+    log "simulated node $SIM_NODE already up (pid $(cat "$STATE/sim-node.pid"), https://127.0.0.1:$SIM_PORT)"
+    return 0
+  fi
+  if alive sim-node; then
+    log "simulated node running but not Ready: restarting it"
+    kill "$(cat "$STATE/sim-node.pid")" 2>/dev/null || true
+    wait_gone sim-node
+  fi
+  if (echo >"/dev/tcp/127.0.0.1/$SIM_PORT") 2>/dev/null; then die "127.0.0.1:$SIM_PORT is already in use"; fi
+  local bin
+  bin=$(sim_node_bin)
+  # Its serving certificate, from the stage's CA (the API server does not verify kubelet certificates here).
+  if [ ! -s "$P/sim-node.crt" ]; then
+    openssl req -newkey rsa:2048 -nodes -keyout "$P/sim-node.key" -out "$P/sim-node.csr" -subj "/CN=$SIM_NODE" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' >"$P/sim-node.ext"
+    openssl x509 -req -in "$P/sim-node.csr" -CA "$P/ca.crt" -CAkey "$P/ca.key" -CAcreateserial -out "$P/sim-node.crt" \
+      -days 3650 -extfile "$P/sim-node.ext" 2>/dev/null
+  fi
+  # shellcheck disable=SC2086 # CLAUDE_K8S_SIM_NODE_ARGS is a list of flags
+  # No proxy variables: it talks only to the API server on loopback (and kube refuses a proxy it cannot use).
+  start sim-node env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy "$bin" --kubeconfig "$STATE/admin.kubeconfig" --node-name "$SIM_NODE" \
+    --listen "127.0.0.1:$SIM_PORT" --tls-cert "$P/sim-node.crt" --tls-key "$P/sim-node.key" \
+    --transcripts "$SIM_TRANSCRIPTS" ${CLAUDE_K8S_SIM_NODE_ARGS:-}
+  wait_for 30 "simulated node $SIM_NODE Ready" sim_node_ready ||
+    { tail -20 "$STATE/sim-node.log" >&2; die "the simulated node did not become Ready (log: $STATE/sim-node.log)"; }
+}
+
+# Stops the process, then removes what it leaves in the API: pods still bound to it (force; a Job that still
+# exists makes a new pod, which stays Pending: delete the Job), its Node and its Lease.
+cmd_sim_node_down() {
+  [ -d "$STATE" ] || { log "nothing to stop ($STATE does not exist)"; return 0; }
+  if alive sim-node; then kill "$(cat "$STATE/sim-node.pid")" 2>/dev/null || true; fi
+  wait_gone sim-node
+  rm -f "$STATE/sim-node.pid"
+  [ -f "$P/tokens.csv" ] && [ "$(api /readyz)" = ok ] || { log "simulated node stopped (the apiserver is not up)"; return 0; }
+  local left
+  left=$(sim_node_pods)
+  if [ -n "$left" ]; then
+    log "removing $(echo "$left" | wc -l) pods still on $SIM_NODE: $(echo "$left" | head -5 | tr '\n' ' ')"
+    kubectl_admin delete pods -A --field-selector "spec.nodeName=$SIM_NODE" --force --grace-period=0 >/dev/null 2>&1 || true
+  fi
+  kubectl_admin delete node "$SIM_NODE" --ignore-not-found >/dev/null
+  kubectl_admin -n kube-node-lease delete lease "$SIM_NODE" --ignore-not-found >/dev/null
+  log "simulated node $SIM_NODE down"
+}
+
+cmd_sim_node_status() {
+  local ok=0
+  if alive sim-node; then
+    echo "sim-node: running (pid $(cat "$STATE/sim-node.pid"), https://127.0.0.1:$SIM_PORT, log $STATE/sim-node.log)"
+  else
+    echo "sim-node: NOT running"
+    ok=1
+  fi
+  if [ -f "$P/tokens.csv" ] && [ "$(api /readyz)" = ok ]; then
+    if sim_node_ready; then echo "  node $SIM_NODE         Ready"; else echo "  node $SIM_NODE         NOT Ready"; ok=1; fi
+    echo "  pods on it          $(sim_node_pods | grep -c . || true)"
+  else
+    echo "  apiserver           NOT ready"
+    ok=1
+  fi
+  return $ok
+}
+
+cmd_sim_node() {
+  case "${1:-}" in
+    up) cmd_sim_node_up ;;
+    down) cmd_sim_node_down ;;
+    status) cmd_sim_node_status ;;
+    *)
+      echo "usage: $0 sim-node up|down|status" >&2
+      exit 2
+      ;;
+  esac
+}
+
 case "${1:-}" in
   install) cmd_install ;;
   build) cmd_build ;;
@@ -702,8 +761,9 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   restart-apiserver) cmd_restart_apiserver ;;
+  sim-node) cmd_sim_node "${2:-}" ;;
   *)
-    echo "usage: $0 install|build|up|down|status" >&2
+    echo "usage: $0 install|build|up|down|status|restart-apiserver|sim-node up|down|status" >&2
     exit 2
     ;;
 esac
