@@ -291,22 +291,31 @@ impl Scan<'_> {
             if self.peek()? == b'}' {
                 return Some(());
             }
-            let key = self.string()?.to_vec();
+            let raw = self.string()?;
+            // A key with escapes is decoded (`"\u0069d"` is `id` too); one that does not decode is no key of ours.
+            let key = match raw.contains(&b'\\') {
+                false => std::str::from_utf8(&raw[1..raw.len() - 1])
+                    .ok()
+                    .map(str::to_owned),
+                true => serde_json::from_slice::<String>(raw).ok(),
+            };
             self.expect(b':')?;
             self.space();
-            let slot = match key.as_slice() {
-                b"\"id\"" => Some(&mut found.id),
-                b"\"type\"" => Some(&mut found.kind),
+            let slot = match key.as_deref() {
+                Some("id") => Some(&mut found.id),
+                Some("type") => Some(&mut found.kind),
                 _ => None,
             };
             match slot {
+                // The last of duplicate keys counts, as when serde_json reads the line into a map.
                 Some(slot) if self.peek()? == b'"' => {
-                    let raw = self.string()?;
-                    if slot.is_none() {
-                        *slot = serde_json::from_slice::<String>(raw).ok();
-                    }
+                    *slot = serde_json::from_slice::<String>(self.string()?).ok();
                 }
-                _ => self.value()?,
+                Some(slot) => {
+                    *slot = None;
+                    self.value()?;
+                }
+                None => self.value()?,
             }
             self.space();
             match self.peek()? {
@@ -429,7 +438,13 @@ mod tests {
         );
         assert_eq!(
             id(br#"{"id":"first","id":"second"}"#).as_deref(),
-            Some("first")
+            Some("second"),
+            "the last of duplicate keys, as in a map"
+        );
+        assert_eq!(id(br#"{"id":"first","id":7}"#), None);
+        assert_eq!(
+            id(br#"{"\u0069d":"escaped key"}"#).as_deref(),
+            Some("escaped key")
         );
         // An id that is not a well-formed string is not made up.
         assert_eq!(id(br#"{"type":"execute","id":5}"#), None);
