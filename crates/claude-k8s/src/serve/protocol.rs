@@ -197,6 +197,24 @@ impl Salvaged {
             None => !is_json,
         }
     }
+
+    /// The `error` that answers the line, with `code` and `message`: named by its id, but a cancel's with none (a
+    /// cancel has no answer of its own: an error with its id would fail the execute it names).
+    pub fn refusal(self, code: &str, message: String) -> Message {
+        if self.kind.as_deref() == Some("cancel") {
+            let of = self.id.map(|id| format!(" of `{id}`")).unwrap_or_default();
+            return Message::Error {
+                id: None,
+                code: code.into(),
+                message: format!("a malformed cancel{of} was ignored: {message}"),
+            };
+        }
+        Message::Error {
+            id: self.id,
+            code: code.into(),
+            message,
+        }
+    }
 }
 
 /// Reads the top-level `id` and `type` of a request line lexically, from its bytes: whatever else is wrong with it
@@ -459,6 +477,35 @@ mod tests {
         assert_eq!(
             salvage(br#"{"type":"cancel""#).kind.as_deref(),
             Some("cancel")
+        );
+    }
+
+    #[test]
+    fn a_refusal_names_the_line_but_never_a_cancels_execute() {
+        let refusal = |line: &[u8]| match salvage(line).refusal("bad_request", "bad".into()) {
+            Message::Error { id, code, message } => {
+                assert_eq!(code, "bad_request");
+                (id, message)
+            }
+            other => panic!("not an error: {other:?}"),
+        };
+        let error = |id: Option<&str>, message: &str| (id.map(str::to_owned), message.to_owned());
+        assert_eq!(
+            refusal(br#"{"type":"execute","id":"e1","params":"#),
+            error(Some("e1"), "bad")
+        );
+        assert_eq!(
+            refusal(br#"{"type":"cancel","id":"e1","reason":"#),
+            error(None, "a malformed cancel of `e1` was ignored: bad")
+        );
+        assert_eq!(
+            refusal(br#"{"\u0074ype":"cancel","id":"e1","id":"e2"}"#),
+            error(None, "a malformed cancel of `e2` was ignored: bad"),
+            "a cancel spelled with an escape is one too"
+        );
+        assert_eq!(
+            refusal(br#"{"type":"cancel"}"#),
+            error(None, "a malformed cancel was ignored: bad")
         );
     }
 
