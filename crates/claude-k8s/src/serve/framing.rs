@@ -67,7 +67,8 @@ impl Decoder for RequestLines {
             None if buf.len() > self.max => {
                 // Over the limit: the line is skipped from here to its end (which may be in `buf` already).
                 self.searched = 0;
-                self.skipping = Some((buf[..HEAD_BYTES.min(buf.len())].to_vec(), window));
+                // The head is the line's own: with a limit below HEAD_BYTES, `buf` may hold the next lines already.
+                self.skipping = Some((buf[..HEAD_BYTES.min(window)].to_vec(), window));
                 buf.advance(window);
                 self.decode(buf)
             }
@@ -94,6 +95,19 @@ impl Decoder for RequestLines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_head_of_a_long_line_is_its_own_whatever_the_limit() {
+        let got = frames(4, &[b"0123456789\nok\n"]);
+        match &got[0] {
+            Frame::TooLong { head, len } => {
+                assert_eq!(*len, 10);
+                assert_eq!(head, b"01234", "the head stops within the line");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(got[1], Frame::Line(b"ok".to_vec()));
+    }
 
     fn frames(max: usize, chunks: &[&[u8]]) -> Vec<Frame> {
         let mut codec = RequestLines::new(max);

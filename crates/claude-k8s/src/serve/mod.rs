@@ -56,14 +56,12 @@ pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
         let line = match frame {
             Ok(Frame::Line(line)) => line,
             Ok(Frame::TooLong { head, len }) => {
-                let salvaged = protocol::salvage(&head);
-                outbox.send(&Message::Error {
-                    id: salvaged.id,
-                    code: "line_too_long".into(),
-                    message: format!(
+                outbox.send(&protocol::salvage(&head).refusal(
+                    "line_too_long",
+                    format!(
                         "a request line of {len} bytes exceeded the limit of {MAX_LINE_BYTES} bytes and was skipped"
                     ),
-                });
+                ));
                 continue;
             }
             Err(e) => {
@@ -103,17 +101,9 @@ pub async fn serve(settings: crate::settings::Settings) -> std::io::Result<()> {
 
 /// A request line, or the `error` that answers it: named by the line's id whenever it can be read, with the
 /// problem in words.
-fn parse(line: &[u8]) -> Result<Request, Message> {
-    let refuse = |code: &str, message: String| {
-        let salvaged = protocol::salvage(line);
-        Message::Error {
-            id: salvaged.id,
-            code: code.into(),
-            message,
-        }
-    };
+pub fn parse(line: &[u8]) -> Result<Request, Message> {
     let text = std::str::from_utf8(line).map_err(|e| {
-        refuse(
+        protocol::salvage(line).refusal(
             "bad_request",
             format!(
                 "the request line is not UTF-8 (byte {} is 0x{:02x})",
@@ -137,23 +127,7 @@ fn parse(line: &[u8]) -> Result<Request, Message> {
             ),
             None => e.to_string(),
         };
-        // A cancel has no answer of its own: an error with its id would fail the execute it names.
-        if salvaged.kind.as_deref() == Some("cancel") {
-            let of = salvaged
-                .id
-                .map(|id| format!(" of `{id}`"))
-                .unwrap_or_default();
-            return Message::Error {
-                id: None,
-                code: code.into(),
-                message: format!("a malformed cancel{of} was ignored: {message}"),
-            };
-        }
-        Message::Error {
-            id: salvaged.id,
-            code: code.into(),
-            message,
-        }
+        salvaged.refusal(code, message)
     })
 }
 

@@ -197,6 +197,24 @@ impl Salvaged {
             None => !is_json,
         }
     }
+
+    /// The `error` that answers the line, with `code` and `message`: named by its id, but a cancel's with none (a
+    /// cancel has no answer of its own: an error with its id would fail the execute it names).
+    pub fn refusal(self, code: &str, message: String) -> Message {
+        if self.kind.as_deref() == Some("cancel") {
+            let of = self.id.map(|id| format!(" of `{id}`")).unwrap_or_default();
+            return Message::Error {
+                id: None,
+                code: code.into(),
+                message: format!("a malformed cancel{of} was ignored: {message}"),
+            };
+        }
+        Message::Error {
+            id: self.id,
+            code: code.into(),
+            message,
+        }
+    }
 }
 
 /// Reads the top-level `id` and `type` of a request line lexically, from its bytes: whatever else is wrong with it
@@ -291,22 +309,31 @@ impl Scan<'_> {
             if self.peek()? == b'}' {
                 return Some(());
             }
-            let key = self.string()?.to_vec();
+            let raw = self.string()?;
+            // A key with escapes is decoded (`"\u0069d"` is `id` too); one that does not decode is no key of ours.
+            let key = match raw.contains(&b'\\') {
+                false => std::str::from_utf8(&raw[1..raw.len() - 1])
+                    .ok()
+                    .map(str::to_owned),
+                true => serde_json::from_slice::<String>(raw).ok(),
+            };
             self.expect(b':')?;
             self.space();
-            let slot = match key.as_slice() {
-                b"\"id\"" => Some(&mut found.id),
-                b"\"type\"" => Some(&mut found.kind),
+            let slot = match key.as_deref() {
+                Some("id") => Some(&mut found.id),
+                Some("type") => Some(&mut found.kind),
                 _ => None,
             };
             match slot {
+                // The last of duplicate keys counts, as when serde_json reads the line into a map.
                 Some(slot) if self.peek()? == b'"' => {
-                    let raw = self.string()?;
-                    if slot.is_none() {
-                        *slot = serde_json::from_slice::<String>(raw).ok();
-                    }
+                    *slot = serde_json::from_slice::<String>(self.string()?).ok();
                 }
-                _ => self.value()?,
+                Some(slot) => {
+                    *slot = None;
+                    self.value()?;
+                }
+                None => self.value()?,
             }
             self.space();
             match self.peek()? {
@@ -429,7 +456,13 @@ mod tests {
         );
         assert_eq!(
             id(br#"{"id":"first","id":"second"}"#).as_deref(),
-            Some("first")
+            Some("second"),
+            "the last of duplicate keys, as in a map"
+        );
+        assert_eq!(id(br#"{"id":"first","id":7}"#), None);
+        assert_eq!(
+            id(br#"{"\u0069d":"escaped key"}"#).as_deref(),
+            Some("escaped key")
         );
         // An id that is not a well-formed string is not made up.
         assert_eq!(id(br#"{"type":"execute","id":5}"#), None);
@@ -444,6 +477,35 @@ mod tests {
         assert_eq!(
             salvage(br#"{"type":"cancel""#).kind.as_deref(),
             Some("cancel")
+        );
+    }
+
+    #[test]
+    fn a_refusal_names_the_line_but_never_a_cancels_execute() {
+        let refusal = |line: &[u8]| match salvage(line).refusal("bad_request", "bad".into()) {
+            Message::Error { id, code, message } => {
+                assert_eq!(code, "bad_request");
+                (id, message)
+            }
+            other => panic!("not an error: {other:?}"),
+        };
+        let error = |id: Option<&str>, message: &str| (id.map(str::to_owned), message.to_owned());
+        assert_eq!(
+            refusal(br#"{"type":"execute","id":"e1","params":"#),
+            error(Some("e1"), "bad")
+        );
+        assert_eq!(
+            refusal(br#"{"type":"cancel","id":"e1","reason":"#),
+            error(None, "a malformed cancel of `e1` was ignored: bad")
+        );
+        assert_eq!(
+            refusal(br#"{"\u0074ype":"cancel","id":"e1","id":"e2"}"#),
+            error(None, "a malformed cancel of `e2` was ignored: bad"),
+            "a cancel spelled with an escape is one too"
+        );
+        assert_eq!(
+            refusal(br#"{"type":"cancel"}"#),
+            error(None, "a malformed cancel was ignored: bad")
         );
     }
 

@@ -163,7 +163,7 @@ async fn remove_run_secret(run: &Prepared<'_>, job_name: &str) {
 
 /// Waits until the Job's pods are gone, force-deleting them when they outlive `grace` plus a slack.
 async fn wait_or_force(run: &Prepared<'_>, job: &JobRef, grace: Duration) -> PodsGone {
-    if pods_gone_within(run, job, grace + SLACK).await {
+    if pods_gone_within(run, job, grace.saturating_add(SLACK)).await {
         return PodsGone::Graceful;
     }
     let pods = run.api::<Pod>();

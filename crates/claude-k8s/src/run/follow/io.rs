@@ -20,6 +20,27 @@ pub struct Limits {
     pub timeout: Option<Duration>,
 }
 
+/// The longest any limit may be: deadlines computed from it cannot overflow (an `Instant` holds centuries), and
+/// no run is meant to wait longer.
+pub const MAX_LIMIT: Duration = Duration::from_secs(366 * 24 * 3600);
+
+impl Limits {
+    /// Each limit at most [`MAX_LIMIT`], whatever the numbers it was made from.
+    pub fn bounded(self) -> Self {
+        let cap = |d: Duration| d.min(MAX_LIMIT);
+        Self {
+            pod: pod_state::Limits {
+                start_grace: cap(self.pod.start_grace),
+                pending_timeout: cap(self.pod.pending_timeout),
+                pod_create_timeout: cap(self.pod.pod_create_timeout),
+            },
+            result_grace: cap(self.result_grace),
+            grace: cap(self.grace),
+            timeout: self.timeout.map(cap),
+        }
+    }
+}
+
 /// How following ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ending {
@@ -147,4 +168,32 @@ pub(super) fn pod_deleted_failure(job_name: &str, end: Option<&ContainerEnd>) ->
 fn ended(end: Option<&ContainerEnd>) -> String {
     end.map(|e| format!(" ({})", describe_end(e)))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::follow::machine::{Follow, Input};
+
+    #[test]
+    fn limits_of_any_size_make_deadlines_that_do_not_overflow() {
+        let huge = Duration::from_secs(u64::MAX);
+        let limits = Limits {
+            pod: pod_state::Limits {
+                start_grace: huge,
+                pending_timeout: huge,
+                pod_create_timeout: huge,
+            },
+            result_grace: huge,
+            grace: huge,
+            timeout: Some(huge),
+        };
+        assert_eq!(limits.bounded().grace, MAX_LIMIT);
+        let now = std::time::Instant::now();
+        let mut follow = Follow::new("job", limits, now);
+        assert!(follow.next_deadline().is_some_and(|at| at > now));
+        for input in [Input::Tick, Input::Cancel, Input::Tick] {
+            let _ = follow.step(input, now);
+        }
+    }
 }

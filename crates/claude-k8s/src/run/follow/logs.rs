@@ -77,7 +77,7 @@ const STAMP_MAX: usize = 40;
 /// rest is counted, never stored. It works on bytes: a multi-byte character cut at a piece boundary is whole
 /// again before the line is decoded.
 #[derive(Debug)]
-struct Assembler {
+pub struct Assembler {
     max: usize,
     phase: Phase,
     /// The line's own timestamp (its first piece's).
@@ -108,7 +108,7 @@ enum Phase {
 
 /// A line the assembler finished.
 #[derive(Debug, PartialEq)]
-enum Assembled {
+pub enum Assembled {
     Line(LogLine),
     /// A line that did not start with a timestamp (not one of the kubelet's): skipped.
     Unstamped,
@@ -116,14 +116,15 @@ enum Assembled {
 
 /// A line of the container's log.
 #[derive(Debug, PartialEq)]
-struct LogLine {
-    ts: Timestamp,
+pub struct LogLine {
+    pub ts: Timestamp,
     /// The text, decoded (bytes that are not UTF-8 become U+FFFD), cut with a marker when it was too long.
-    text: String,
+    pub text: String,
 }
 
 impl Assembler {
-    fn new(max: usize) -> Self {
+    /// An assembler that keeps at most `max` bytes of a line.
+    pub fn new(max: usize) -> Self {
         Self {
             max,
             phase: Phase::Stamp,
@@ -136,13 +137,13 @@ impl Assembler {
     }
 
     /// Whether a line has begun and is not finished yet.
-    fn in_line(&self) -> bool {
+    pub fn in_line(&self) -> bool {
         self.phase != Phase::Stamp || !self.stamp.is_empty()
     }
 
     /// Takes the bytes of `buf` up to and including the end of the current line: how many it took, and the line
     /// if it ended.
-    fn feed(&mut self, buf: &[u8]) -> (usize, Option<Assembled>) {
+    pub fn feed(&mut self, buf: &[u8]) -> (usize, Option<Assembled>) {
         let mut i = 0;
         while i < buf.len() {
             match self.phase {
@@ -250,7 +251,7 @@ impl Assembler {
     }
 
     /// The line ended (at its `\n`, or at the end of a finished container's log).
-    fn finish(&mut self) -> Assembled {
+    pub fn finish(&mut self) -> Assembled {
         let ts = match self.phase {
             // A line that is only a timestamp.
             Phase::Stamp => self.parse_stamp(),

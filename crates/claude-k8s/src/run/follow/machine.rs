@@ -100,6 +100,7 @@ pub struct Follow {
 impl Follow {
     /// Starts following Job `job` at `now`.
     pub fn new(job: &str, limits: Limits, now: Instant) -> Self {
+        let limits = limits.bounded();
         Self {
             job: job.to_owned(),
             limits,
