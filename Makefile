@@ -17,6 +17,7 @@ package:
 
 lint:
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
 ## Prerequisites of the real stage (apt packages, Kubernetes binaries, Claude Code, Node 24, Paperclip); cached.

@@ -4,8 +4,8 @@
 #![no_main]
 
 use claude_k8s::serve::framing::{Frame, HEAD_BYTES, RequestLines};
-use claude_k8s::serve::protocol::{self, Message};
 use claude_k8s::serve::parse;
+use claude_k8s::serve::protocol::{self, Message};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tokio_util::bytes::BytesMut;
@@ -56,13 +56,20 @@ fn check_line(line: &[u8]) {
     let _ = protocol::lone_surrogate(line);
     if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(line) {
         let field = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
-        assert_eq!(salvaged.id, field("id"), "the salvaged id is the line's own");
+        assert_eq!(
+            salvaged.id,
+            field("id"),
+            "the salvaged id is the line's own"
+        );
         assert_eq!(salvaged.kind, field("type"));
     }
     match parse(line) {
         Ok(_) => assert!(std::str::from_utf8(line).is_ok()),
         Err(Message::Error { id, code, message }) => {
-            assert!(["bad_request", "unknown_request"].contains(&code.as_str()), "{code}");
+            assert!(
+                ["bad_request", "unknown_request"].contains(&code.as_str()),
+                "{code}"
+            );
             assert!(!message.is_empty());
             if salvaged.kind.as_deref() == Some("cancel") {
                 assert_eq!(id, None, "a cancel's error never names the execute");

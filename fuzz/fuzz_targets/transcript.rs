@@ -32,7 +32,11 @@ fn lines(data: &[u8], read: usize) -> Vec<Assembled> {
 fuzz_target!(|data: &[u8]| {
     let read = 1 + data.first().map_or(0, |b| *b as usize % 61);
     let assembled = lines(data, read);
-    assert_eq!(assembled, lines(data, data.len().max(1)), "reads of {read} bytes");
+    assert_eq!(
+        assembled,
+        lines(data, data.len().max(1)),
+        "reads of {read} bytes"
+    );
     let mut transcript = Transcript::default();
     let longest = MAX * 3 + cut_marker(usize::MAX, MAX).len() + 1;
     for line in &assembled {
@@ -56,10 +60,22 @@ fuzz_target!(|data: &[u8]| {
         Ending::StoppedAfterResult(None),
         Ending::TimedOut,
         Ending::Cancelled,
-        Ending::Failed(Failure::new(ErrorCode::PodFailed, "failed".into(), Some("hint"))),
+        Ending::Failed(Failure::new(
+            ErrorCode::PodFailed,
+            "failed".into(),
+            Some("hint"),
+        )),
     ];
     for ending in &endings {
-        let result = report(ending, &transcript, &facts, false, 10, 60, jiff::Timestamp::UNIX_EPOCH);
+        let result = report(
+            ending,
+            &transcript,
+            &facts,
+            false,
+            10,
+            60,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
         serde_json::to_vec(&result).unwrap();
     }
 });
