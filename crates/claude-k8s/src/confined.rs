@@ -282,6 +282,19 @@ impl SafeDir {
         Ok(())
     }
 
+    /// Gives this directory to `uid`:`gid` if root owns it (a server running as root made it), so that the agent's
+    /// user can write in it; a directory someone else owns is left as it is.
+    pub fn give_root_owned_to(&self, uid: u32, gid: u32) -> Result<(), FileError> {
+        if rustix::fs::fstat(&self.fd)?.st_uid == 0 {
+            rustix::fs::fchown(
+                &self.fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Renames `from` to `to`, both in this directory.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), FileError> {
         one_component(OsStr::new(from))?;

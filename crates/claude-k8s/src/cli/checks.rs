@@ -114,6 +114,23 @@ async fn run_checks(
             )),
         );
     }
+    if policy.whole_volume {
+        out.add(
+            "whole_volume_mounted",
+            Level::Warn,
+            format!(
+                "the operator policy ({}) sets wholeVolume: every Job pod mounts the whole shared volume \
+                 read-write with HOME=/paperclip, so an agent can read Paperclip's .env, secrets master key and \
+                 database and every other agent's workspace and Claude sessions",
+                policy.source
+            ),
+            Some(
+                "remove `wholeVolume` from the operator policy: each pod then sees only its workspaces, its own \
+                 Claude home and its prompt bundle (README, \"Security model\")"
+                    .into(),
+            ),
+        );
+    }
     let kube = match clients.get(config.kubeconfig.as_deref()).await {
         Ok(k) => k,
         Err(e) => return out.add("k8s_api_unreachable", Level::Error, e.to_string(), None),

@@ -119,6 +119,11 @@ pub struct Policy {
     pub paperclip_api_urls: Vec<UrlPattern>,
     /// Where `instructionsFilePath` may point besides the agent's own directory of the Paperclip instance.
     pub instructions_roots: Vec<Glob>,
+    /// Where a run's workspaces may be besides Paperclip's own workspace areas (`workspaceRoots`, path globs of the
+    /// directories themselves).
+    pub workspace_roots: Vec<Glob>,
+    /// The seed's layout: every Job pod mounts the whole shared volume with `HOME=/paperclip` (`wholeVolume`).
+    pub whole_volume: bool,
     /// The default deny list plus `env.deny`.
     pub env_deny: Vec<Glob>,
     /// Names taken off the deny list (`env.allow`).
@@ -137,6 +142,8 @@ impl Default for Policy {
             kubeconfigs: Vec::new(),
             paperclip_api_urls: Vec::new(),
             instructions_roots: Vec::new(),
+            workspace_roots: Vec::new(),
+            whole_volume: false,
             env_deny: DEFAULT_ENV_DENY.iter().map(|n| Glob::new(n)).collect(),
             env_allow: Vec::new(),
         }
@@ -260,18 +267,25 @@ impl<'a> RunScope<'a> {
     /// `<instance root>/companies/<company>/agents/<agent>`, where Paperclip keeps the agent's managed
     /// instructions; `None` without an instance root or with ids that are not plain names.
     pub fn agent_dir(&self) -> Option<std::path::PathBuf> {
-        let plain = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        };
         let root = normal_path(self.instance_root?)?;
-        (plain(self.company_id) && plain(self.agent_id)).then(|| {
+        self.plain_ids().then(|| {
             root.join("companies")
                 .join(self.company_id)
                 .join("agents")
                 .join(self.agent_id)
         })
+    }
+}
+
+impl RunScope<'_> {
+    /// Whether the company and agent ids are plain names (Paperclip's are UUIDs), safe as path components.
+    pub fn plain_ids(&self) -> bool {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        plain(self.company_id) && plain(self.agent_id)
     }
 }
 
@@ -376,7 +390,74 @@ impl Policy {
         params: &crate::serve::protocol::ExecuteParams,
         config: &AgentConfig,
     ) -> Result<(), Denied> {
-        self.check(config, Some(&RunScope::of(params)))
+        let scope = RunScope::of(params);
+        let mut denied = self.check(config, Some(&scope)).err();
+        if !self.whole_volume {
+            let mut out = Denials::default();
+            self.check_workspaces(params, config, &scope, &mut out);
+            if !out.0.is_empty() {
+                let d = denied.get_or_insert_with(|| Denied {
+                    denials: Vec::new(),
+                    place: self.source.setting_place(),
+                });
+                d.denials.extend(out.0);
+            }
+        }
+        denied.map_or(Ok(()), Err)
+    }
+
+    /// Every workspace the run's pod would mount read-write: never Paperclip's own data; from Paperclip's context,
+    /// under its workspace areas (`<instance root>/workspaces`, `/projects`); from the agent config, the agent's own
+    /// workspace only; anything else needs `workspaceRoots`. A workspace off the shared volume is not mounted at all.
+    fn check_workspaces(
+        &self,
+        params: &crate::serve::protocol::ExecuteParams,
+        config: &AgentConfig,
+        scope: &RunScope<'_>,
+        out: &mut Denials,
+    ) {
+        use crate::run::prepare::view;
+        let home = view::home_dir(params);
+        for w in view::workspaces(params, config, &home) {
+            let Some(p) = normal_path(&w.path) else {
+                out.push(Denial::never(
+                    &w.field,
+                    "it must be an absolute path without `.` or `..` components",
+                ));
+                continue;
+            };
+            if !p.starts_with(DATA_MOUNT_PATH) {
+                continue;
+            }
+            if let Some(why) = view::never_mounted(&p, scope.instance_root) {
+                out.push(Denial::never(&w.field, why));
+                continue;
+            }
+            let root = scope.instance_root.and_then(normal_path);
+            let paperclips = root.as_ref().is_some_and(|r| {
+                if w.from_config {
+                    scope.plain_ids() && p.starts_with(r.join("workspaces").join(scope.agent_id))
+                } else {
+                    p.starts_with(r.join("workspaces")) || p.starts_with(r.join("projects"))
+                }
+            });
+            if !paperclips && !any_matches(&self.workspace_roots, &p.to_string_lossy()) {
+                out.push(Denial {
+                    why: Some(if w.from_config {
+                        "the agent config may name only the agent's own workspace".into()
+                    } else {
+                        "it is outside Paperclip's workspace areas".into()
+                    }),
+                    ..Denial::top(
+                        &w.field,
+                        &format!(
+                            "\"workspaceRoots\": [{}]",
+                            quoted(&p.parent().unwrap_or(&p).join("*").to_string_lossy())
+                        ),
+                    )
+                });
+            }
+        }
     }
 
     fn check_kubeconfig(&self, path: &str, out: &mut Denials) {
@@ -450,7 +531,8 @@ impl Policy {
         };
         format!(
             "operator policy from {}: podSpecPatch keys {}; host namespaces {}; images {}; namespaces {}; \
-             service accounts {}; kubeconfigs {}; {} env names taken off the deny list",
+             service accounts {}; kubeconfigs {}; workspace roots {}; {} env names taken off the deny list; \
+             Job pods see {}",
             self.source,
             list(&r.allowed_keys),
             if r.host_namespaces.is_empty() {
@@ -462,7 +544,13 @@ impl Policy {
             list(&self.namespaces),
             list(&self.service_account_names),
             list(&self.kubeconfigs),
-            self.env_allow.len()
+            list(&self.workspace_roots),
+            self.env_allow.len(),
+            if self.whole_volume {
+                "the whole shared volume (wholeVolume)"
+            } else {
+                "their run's directories of the shared volume"
+            }
         )
     }
 }
@@ -583,6 +671,12 @@ pub fn parse(value: &Value, source: Source) -> Result<Policy, PolicyError> {
                 }
             }
             "instructionsRoots" => policy.instructions_roots = globs(key, v).map_err(fail)?,
+            "workspaceRoots" => policy.workspace_roots = globs(key, v).map_err(fail)?,
+            "wholeVolume" => {
+                policy.whole_volume = v
+                    .as_bool()
+                    .ok_or_else(|| fail("`wholeVolume` must be true or false".into()))?
+            }
             "paperclipApiUrls" => {
                 let texts = strings(key, v).map_err(fail)?;
                 policy.paperclip_api_urls = texts
@@ -620,7 +714,7 @@ pub fn parse(value: &Value, source: Source) -> Result<Policy, PolicyError> {
                 return Err(fail(unknown(
                     &setting_name(other),
                     "podSpecPatch, serviceAccountNames, namespaces, images, initImages, kubeconfigs, \
-                     paperclipApiUrls, instructionsRoots, env",
+                     paperclipApiUrls, instructionsRoots, workspaceRoots, wholeVolume, env",
                 )));
             }
         }

@@ -161,14 +161,13 @@ fn containers(
     }
 }
 
-/// A container's security context in a patch: what loosens the adapter's (non-root, no privilege escalation, all
-/// capabilities dropped) needs the setting for that one thing; leaving it out replaces it with none.
+/// A container's security context in a patch: what explicitly loosens the adapter's (privileged, privilege
+/// escalation, added capabilities, root, unconfined profiles) needs the setting for that one thing. What the patch
+/// leaves out is no loosening: the plan re-applies the adapter's security context after the patch
+/// (`plan::reapply_security`).
 fn security_context(at: &str, sc: Option<&Value>, rules: &PatchRules, out: &mut Denials) {
     let field = format!("{at}.securityContext");
     let Some(sc) = sc.and_then(Value::as_object) else {
-        if !rules.security_context {
-            out.push(Denial::patch(&field, "\"allowSecurityContext\": true"));
-        }
         return;
     };
     if sc.get("privileged") == Some(&Value::Bool(true)) && !rules.privileged {
@@ -177,9 +176,7 @@ fn security_context(at: &str, sc: Option<&Value>, rules: &PatchRules, out: &mut 
             "\"allowPrivileged\": true",
         ));
     }
-    // Kubernetes' default is true: only an explicit false keeps it off.
-    if sc.get("allowPrivilegeEscalation") != Some(&Value::Bool(false))
-        && !rules.privilege_escalation
+    if sc.get("allowPrivilegeEscalation") == Some(&Value::Bool(true)) && !rules.privilege_escalation
     {
         out.push(Denial::patch(
             &format!("{field}.allowPrivilegeEscalation"),
@@ -204,17 +201,12 @@ fn security_context(at: &str, sc: Option<&Value>, rules: &PatchRules, out: &mut 
     if rules.security_context {
         return;
     }
-    let drops_all = caps
-        .and_then(|c| c.get("drop"))
-        .and_then(Value::as_array)
-        .is_some_and(|d| d.iter().any(|x| x == "ALL"));
     let unconfined = |k: &str| {
         sc.get(k)
             .and_then(|p| p.get("type"))
             .is_some_and(|t| t == "Unconfined")
     };
     let loosened = [
-        (!drops_all).then_some("capabilities.drop"),
         (sc.get("runAsNonRoot") == Some(&Value::Bool(false))).then_some("runAsNonRoot"),
         (sc.get("runAsUser").and_then(Value::as_i64) == Some(0)).then_some("runAsUser"),
         (sc.get("runAsGroup").and_then(Value::as_i64) == Some(0)).then_some("runAsGroup"),
@@ -437,13 +429,15 @@ mod tests {
                 "podSpecPatch.containers[0].securityContext.capabilities.add"
             ]
         );
-        // Left out: Kubernetes' defaults (escalation allowed, capabilities kept) would replace the adapter's.
-        assert_eq!(
+        // Left out, or only partly given: no loosening, the plan re-applies the adapter's security context.
+        assert!(
             denials(
-                json!({"containers": [{"name": "claude", "image": "local/a:1"}]}),
+                json!({"containers": [{"name": "claude", "image": "local/a:1"},
+                                      {"name": "x", "image": "local/a:1",
+                                       "securityContext": {"capabilities": {"drop": ["NET_RAW"]}}}]}),
                 &listed
-            ),
-            ["podSpecPatch.containers[0].securityContext"]
+            )
+            .is_empty()
         );
         assert_eq!(
             denials(
@@ -454,7 +448,6 @@ mod tests {
                 &listed
             ),
             [
-                "podSpecPatch.containers[0].securityContext.capabilities.drop",
                 "podSpecPatch.containers[0].securityContext.runAsNonRoot",
                 "podSpecPatch.containers[0].securityContext.runAsUser",
                 "podSpecPatch.containers[0].securityContext.seccompProfile"

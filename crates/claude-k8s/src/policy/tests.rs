@@ -452,3 +452,71 @@ fn the_example_policy_parses() {
     );
     assert!(p.env_denied("GIT_SSH_COMMAND") && p.env_denied("ANTHROPIC_BASE_URL"));
 }
+
+/// A run's workspaces: never Paperclip's own data; Paperclip's from its workspace areas; the agent config's only
+/// the agent's own, or under `workspaceRoots`; `wholeVolume` lifts the rules (the seed's layout).
+#[test]
+fn workspaces_are_paperclips_areas_the_agents_own_or_listed_roots() {
+    let root = "/paperclip/instances/default";
+    let params = |context: Value| -> crate::serve::protocol::ExecuteParams {
+        serde_json::from_value(json!({
+            "runId": "r", "agent": {"id": "agent-1", "companyId": "co-1"},
+            "context": context, "promptBundle": {"instanceRoot": root}
+        }))
+        .unwrap()
+    };
+    let ws = |cwd: &str| json!({"paperclipWorkspace": {"cwd": cwd, "source": "project_primary"}});
+    let p = Policy::default();
+    let none = config(json!({}));
+    assert!(
+        p.check_run(&params(ws(&format!("{root}/projects/co-1/p/repo"))), &none)
+            .is_ok()
+    );
+    assert!(
+        p.check_run(&params(ws(&format!("{root}/workspaces/agent-1"))), &none)
+            .is_ok()
+    );
+    for bad in [
+        root.to_owned(),
+        format!("{root}/db"),
+        format!("{root}/secrets"),
+        "/paperclip".into(),
+        "/paperclip/.claude/projects".into(),
+        "/paperclip/claude-k8s/sessions".into(),
+        "/paperclip/instances/other/workspaces/x".into(),
+        format!("{root}/workspaces/../db"),
+    ] {
+        assert_eq!(
+            fields(p.check_run(&params(ws(&bad)), &none)),
+            ["context.paperclipWorkspace.cwd"],
+            "{bad}"
+        );
+    }
+    // Paperclip's context outside its areas, and the config naming another agent's workspace.
+    assert_eq!(
+        fields(p.check_run(&params(ws("/paperclip/elsewhere/x")), &none)),
+        ["context.paperclipWorkspace.cwd"]
+    );
+    let other = config(json!({"cwd": format!("{root}/workspaces/agent-2")}));
+    let denied = p.check_run(&params(json!({})), &other).unwrap_err();
+    assert_eq!(denied.denials[0].field, "cwd");
+    assert!(denied.to_string().contains("workspaceRoots"), "{denied}");
+    let own = config(json!({"cwd": format!("{root}/workspaces/agent-1/sub")}));
+    assert!(p.check_run(&params(json!({})), &own).is_ok());
+    // Listed roots, and the opt-out.
+    let listed = policy(json!({"workspaceRoots": ["/paperclip/elsewhere/*"]}));
+    assert!(
+        listed
+            .check_run(&params(ws("/paperclip/elsewhere/x")), &none)
+            .is_ok()
+    );
+    assert!(
+        listed
+            .check_run(&params(ws(&format!("{root}/db"))), &none)
+            .is_err()
+    );
+    let whole = policy(json!({"wholeVolume": true}));
+    assert!(whole.whole_volume);
+    assert!(whole.check_run(&params(ws(root)), &none).is_ok());
+    assert!(parse(&json!({"wholeVolume": "yes"}), Source::Inline).is_err());
+}

@@ -284,7 +284,9 @@ async fn the_job_spec_matches_the_plan_field_by_field() {
             .cloned()
             .unwrap_or(Value::Null)
     };
-    assert_eq!(var("HOME")["value"], "/paperclip");
+    // The agent's own Claude home (issue 14), mounted with its workspace: never the whole volume.
+    let home = format!("/paperclip/claude-k8s/companies/company-e2e/claude-k8s-homes/{agent}");
+    assert_eq!(var("HOME")["value"], home.as_str());
     assert_eq!(
         var("PAPERCLIP_RUN_ID")["value"],
         format!("run-{agent}").as_str()
@@ -303,7 +305,14 @@ async fn the_job_spec_matches_the_plan_field_by_field() {
         "the run token is not in the Job"
     );
     let mounts = claude["volumeMounts"].as_array().unwrap();
-    assert!(mounts.iter().any(|m| m["mountPath"] == "/paperclip"));
+    for dir in [stage.workspace(&agent), home] {
+        assert!(
+            mounts.iter().any(|m| m["mountPath"] == dir.as_str()
+                && m["subPath"] == dir.trim_start_matches("/paperclip/")),
+            "{dir}: {mounts:?}"
+        );
+    }
+    assert!(!mounts.iter().any(|m| m["mountPath"] == "/paperclip"));
     Api::<Job>::namespaced(stage.admin_client().await, NAMESPACE)
         .delete(
             list[0].metadata.name.as_deref().unwrap(),

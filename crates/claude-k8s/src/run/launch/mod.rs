@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+use crate::confined::SafeDir;
 use crate::k8s::errors::{self as kube_errors, api_error};
 use crate::k8s::labels;
 use crate::run::claim::Target;
@@ -38,11 +39,14 @@ pub async fn launch(
     planned: &Planned,
 ) -> Result<JobRef, Failure> {
     let uid = match target {
-        Target::Create => create(run, &planned.manifests)
-            .await?
-            .metadata
-            .uid
-            .unwrap_or_default(),
+        Target::Create => {
+            confine_view(run).await?;
+            create(run, &planned.manifests)
+                .await?
+                .metadata
+                .uid
+                .unwrap_or_default()
+        }
         Target::Adopt { uid, finished } => {
             run.sink.progress(&format!(
                 "adopting Job {job} of the same task and session: {}; following it from its first line",
@@ -62,7 +66,46 @@ pub async fn launch(
     })
 }
 
-/// Paperclip's AdapterInvocationMeta of the attempt: how claude is invoked, env values that say secret masked.
+/// Checks, right before the Job is created, that every directory the pod will mount is reached from the volume's
+/// root through real directories only: the kubelet resolves a `subPath`'s symlinks within the volume, so a link an
+/// agent planted in a directory it can write (its workspace, its home) could otherwise swap in another agent's files
+/// or Paperclip's. Missing read-write directories (a new agent's home) are made here, as the server's user, so the
+/// kubelet does not make them as root. A link planted between this check and the kubelet's mount is the residual
+/// race (README, "Security model").
+async fn confine_view(run: &Prepared<'_>) -> Result<(), Failure> {
+    let mounts = run.view.mounts.clone();
+    let home = run.view.home.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        for m in &mounts {
+            let opened = SafeDir::open(std::path::Path::new(&m.path), !m.read_only).and_then(|dir| {
+                // The agent's home is the adapter's: made by a server running as root, it must still be the agent
+                // user's to write in.
+                if m.path == home {
+                    let uid = crate::run::plan::AGENT_UID as u32;
+                    dir.give_root_owned_to(uid, uid)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = opened {
+                return Err(format!(
+                    "the {} {} cannot be mounted safely: {e} (an agent may have planted a symlink there); nothing \
+                     was created",
+                    m.what, m.path
+                ));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match checked {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(failure(ErrorCode::VolumePathUnsafe, why)),
+        Err(e) => Err(failure(ErrorCode::VolumePathUnsafe, e.to_string())),
+    }
+}
+
+/// Paperclip's AdapterInvocationMeta of the attempt: how claude is invoked, secret env values masked (those of the
+/// agent config travel in the run Secret).
 pub fn invocation_meta(inv: &Invocation, job_name: &str, namespace: &str) -> Value {
     let env: serde_json::Map<String, Value> = inv
         .env
@@ -70,7 +113,7 @@ pub fn invocation_meta(inv: &Invocation, job_name: &str, namespace: &str) -> Val
         .map(|(k, v)| {
             (
                 k.clone(),
-                json!(if is_secret_name(k) {
+                json!(if is_secret_name(k) || inv.secret_env.contains(k) {
                     "***REDACTED***"
                 } else {
                     v.as_str()

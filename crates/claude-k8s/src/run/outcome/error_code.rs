@@ -33,6 +33,7 @@ error_codes! {
     SelfPodUnreadable = "k8s_self_pod_unreadable",
     PromptBundleFailed = "prompt_bundle_failed",
     PlanFailed = "k8s_plan_failed",
+    VolumePathUnsafe = "volume_path_unsafe",
     GuardUnreachable = "k8s_concurrency_guard_unreachable",
     ConcurrentRunBlocked = "k8s_concurrent_run_blocked",
     SecretCreateFailed = "k8s_secret_create_failed",

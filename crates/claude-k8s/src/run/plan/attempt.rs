@@ -32,7 +32,14 @@ impl Planned {
 
 /// How Claude is invoked in an attempt that resumes `resume` (or starts a fresh session).
 pub fn invocation_for(run: &Prepared, resume: Option<String>) -> Invocation {
-    Invocation::build_with(&run.params, &run.config, &run.facts, resume, &run.toolkit)
+    Invocation::build_with(
+        &run.params,
+        &run.config,
+        &run.facts,
+        resume,
+        &run.toolkit,
+        &run.view,
+    )
 }
 
 /// Plans the attempt that runs `invocation`; a failure is the run's result.
@@ -53,6 +60,8 @@ pub fn for_attempt(run: &Prepared, invocation: Invocation) -> Result<Planned, Fa
         invocation: &invocation,
         auth_token: params.auth_token.as_deref().filter(|t| !t.is_empty()),
         mcp_config: mcp_config.as_deref(),
+        view: &run.view,
+        patch_rules: &run.patch_rules,
     };
     let manifests = plan(&input, &run.config, &run.facts)
         .map_err(|e| failure(ErrorCode::PlanFailed, e.to_string()))?;

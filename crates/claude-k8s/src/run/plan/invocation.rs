@@ -3,14 +3,16 @@
 //! Mirrors claude_local's CLI lane (`buildClaudeArgs`, `buildClaudeRuntimeConfig`) so an agent behaves the same
 //! in a Job as on the server; the differences are the ones a pod forces, each commented.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
 use crate::run::prepare::config::AgentConfig;
 use crate::run::prepare::mcp;
-use crate::run::prepare::pod_facts::{DATA_MOUNT_PATH, PodFacts};
+use crate::run::prepare::pod_facts::PodFacts;
+use crate::run::prepare::secrets::is_secret_name;
 use crate::run::prepare::toolkit::Toolkit;
+use crate::run::prepare::view::View;
 use crate::serve::protocol::ExecuteParams;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +25,12 @@ pub struct Invocation {
     pub args: Vec<String>,
     /// The container's working directory: the Paperclip workspace, the same absolute path on the shared volume.
     pub cwd: String,
-    /// Literal env for the claude container, in override order (later entries win). Never holds the run token.
+    /// Env for the claude container, in override order (later entries win). Never holds the run token.
     pub env: Vec<(String, String)>,
+    /// The names in [`Self::env`] whose values are secret (from `adapterConfig.env`, by name or because Paperclip
+    /// bound them as secrets): they travel in the run Secret (`secretKeyRef`), never as literal values in the Job
+    /// spec or the invocation meta.
+    pub secret_env: BTreeSet<String>,
     /// Whether the inherited or configured env selects Bedrock.
     pub bedrock: bool,
     /// Facts worth telling the user before the run starts (`[claude-k8s]` lines).
@@ -49,6 +55,7 @@ impl Invocation {
             facts,
             resume_session_id,
             &Toolkit::without_bundle(params),
+            &View::whole_volume(),
         )
     }
 
@@ -60,6 +67,7 @@ impl Invocation {
         facts: &PodFacts,
         resume_session_id: Option<String>,
         caps: &Toolkit,
+        view: &View,
     ) -> Self {
         let mut notes = Vec::new();
         let (prompt, prompt_metrics) = match (&resume_session_id, &params.prompt.resume) {
@@ -134,8 +142,9 @@ impl Invocation {
         }
         args.extend(config.extra_args.iter().cloned());
 
-        let cwd = working_directory(params, config);
-        let (env, api_url_note) = run_env(params, config, facts);
+        let cwd = working_directory(params, config, view.fallback_cwd());
+        let (env, api_url_note) = run_env(params, config, facts, &view.home);
+        let secret_env = secret_env(params, config, &env);
         notes.extend(api_url_note);
         Self {
             resume_session_id,
@@ -144,6 +153,7 @@ impl Invocation {
             args,
             cwd,
             env,
+            secret_env,
             bedrock,
             notes,
         }
@@ -171,6 +181,7 @@ pub fn resumable_session(
     params: &ExecuteParams,
     config: &AgentConfig,
     caps: &Toolkit,
+    view: &View,
 ) -> Result<Option<String>, String> {
     // claude_local's session codec: the first of a field's spellings that is a non-blank string, trimmed; saved
     // params without a session id are not a Claude session's (the codec drops them).
@@ -197,7 +208,7 @@ pub fn resumable_session(
         ));
     }
     let saved_cwd = saved_text(&["cwd", "workdir", "folder"]);
-    let cwd = working_directory(params, config);
+    let cwd = working_directory(params, config, view.fallback_cwd());
     if let Some(saved_cwd) = saved_cwd
         && saved_cwd.trim_end_matches('/') != cwd.trim_end_matches('/')
     {
@@ -241,8 +252,9 @@ fn non_blank(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// claude_local's rule: the workspace Paperclip prepared, except that an explicit `cwd` beats the agent home.
-pub fn working_directory(params: &ExecuteParams, config: &AgentConfig) -> String {
+/// claude_local's rule: the workspace Paperclip prepared, except that an explicit `cwd` beats the agent home;
+/// `fallback` when there is neither ([`View::fallback_cwd`]).
+pub fn working_directory(params: &ExecuteParams, config: &AgentConfig, fallback: &str) -> String {
     let workspace = params
         .context
         .get("paperclipWorkspace")
@@ -257,21 +269,22 @@ pub fn working_directory(params: &ExecuteParams, config: &AgentConfig) -> String
     let configured = config.cwd.clone().unwrap_or_default();
     let use_configured = field("source") == "agent_home" && !configured.is_empty();
     let workspace_cwd = if use_configured { "" } else { field("cwd") };
-    [workspace_cwd, configured.as_str(), DATA_MOUNT_PATH]
+    [workspace_cwd, configured.as_str(), fallback]
         .into_iter()
         .find(|c| !c.is_empty())
-        .unwrap_or(DATA_MOUNT_PATH)
+        .unwrap_or(fallback)
         .to_owned()
 }
 
 /// The env layered as claude_local layers it: inherited (the pod facts, applied by the plan first) <
 /// Paperclip's run variables < `adapterConfig.env`; runtime `PAPERCLIP_*` keys win over config, and
-/// `PAPERCLIP_API_KEY` never comes from config. `HOME` is the shared volume, so `~/.claude` (the session store) is
-/// shared with the server and every other run.
+/// `PAPERCLIP_API_KEY` never comes from config. `HOME` is the agent's own Claude home (its `~/.claude` session
+/// store), or the volume root in the seed's layout.
 fn run_env(
     params: &ExecuteParams,
     config: &AgentConfig,
     facts: &PodFacts,
+    home: &str,
 ) -> (Vec<(String, String)>, Option<String>) {
     let mut env: BTreeMap<String, String> = params
         .paperclip_env
@@ -298,8 +311,30 @@ fn run_env(
         }
         ordered.push((k.clone(), v.clone()));
     }
-    ordered.push(("HOME".into(), DATA_MOUNT_PATH.into()));
+    ordered.push(("HOME".into(), home.into()));
     (ordered, note)
+}
+
+/// Which names of the run's env carry a secret from the agent config: named like one, or bound by Paperclip as a
+/// secret (a binding whose type is not `plain`, when the config still shows it).
+fn secret_env(
+    params: &ExecuteParams,
+    config: &AgentConfig,
+    env: &[(String, String)],
+) -> BTreeSet<String> {
+    let bindings = params.config.get("env").and_then(Value::as_object);
+    let bound_secret = |name: &str| {
+        bindings
+            .and_then(|b| b.get(name))
+            .and_then(|b| b.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "plain")
+    };
+    env.iter()
+        .map(|(k, _)| k)
+        .filter(|k| config.env.contains_key(*k) && (is_secret_name(k) || bound_secret(k)))
+        .cloned()
+        .collect()
 }
 
 /// `PAPERCLIP_API_URL` for the pod: the configured value, else what the Paperclip pod itself has, else the server

@@ -4,7 +4,10 @@
 //! `claude` container reads it on stdin through `exec`, so Claude's own exit code is the container's (no pipe hides
 //! it) and no prompt size meets the 128 KiB argv/env limit. The run token reaches the container as a
 //! `secretKeyRef`, so it never appears in the Job spec. The MCP config (it holds Paperclip's bearer tokens) takes
-//! the same road: run Secret → init container → an in-memory emptyDir file, mode 0400 for the agent's UID.
+//! the same road: run Secret → init container → an in-memory emptyDir file, mode 0400 for the agent's UID, and so do
+//! the agent config's secret env values (`secretKeyRef` to the run Secret). The pod sees only its run's directories
+//! of the shared volume ([`crate::run::prepare::view`], `volumes`); after any `podSpecPatch` its security context is
+//! re-applied ([`reapply_security`]) except where the operator policy allows the loosening.
 
 pub mod attempt;
 pub mod invocation;
@@ -26,10 +29,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::k8s::labels::{self, RunIdentity};
+use crate::policy::PatchRules;
+use crate::policy::pattern::any_matches;
 use crate::run::plan::invocation::Invocation;
 use crate::run::prepare::config::AgentConfig;
 use crate::run::prepare::mcp::MCP_CONFIG_FILE;
 use crate::run::prepare::pod_facts::{DATA_MOUNT_PATH, PodFacts, SERVER_SECRET_ENV};
+use crate::run::prepare::view::View;
 
 pub const CLAUDE_CONTAINER: &str = "claude";
 pub const PROMPT_CONTAINER: &str = "write-prompt";
@@ -67,6 +73,10 @@ pub struct RunPlanInput<'a> {
     pub auth_token: Option<&'a str>,
     /// The `--mcp-config` file's content (`mcp::config_json`); it holds tokens, so only the Secret carries it.
     pub mcp_config: Option<&'a str>,
+    /// Which directories of the shared volume the pod sees.
+    pub view: &'a View,
+    /// What the operator policy lets a `podSpecPatch` loosen; everything else is re-applied after it.
+    pub patch_rules: &'a PatchRules,
 }
 
 #[derive(Debug, Clone)]
@@ -111,22 +121,55 @@ pub fn plan(
         volumes.claude_mounts,
         &secret_name,
     );
-    let mut pod_spec = pod_spec(config, facts, init, claude, volumes.volumes);
-    if let Some(patch) = &config.pod_spec_patch {
-        pod_spec = apply_merge_patch(&pod_spec, patch)?;
-    }
+    let ours = pod_spec(config, facts, init, claude, volumes.volumes);
+    let pod_spec = match &config.pod_spec_patch {
+        Some(patch) => {
+            let mut patched = apply_merge_patch(&ours, patch)?;
+            reapply_security(&mut patched, &ours, input.patch_rules);
+            patched
+        }
+        None => ours,
+    };
     let job = job(input, config, job_name, job_labels, pod_spec);
     Ok(RunManifests { job, secret })
 }
 
-/// The run Secret: the gzipped prompt, the run token and the MCP config (it holds the servers' tokens).
+/// The run Secret's key of a secret env value of the agent config.
+pub fn env_secret_key(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+    {
+        format!("env.{name}")
+    } else {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(name.as_bytes());
+        let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("env-{hex}")
+    }
+}
+
+/// The run Secret: the gzipped prompt, the run token, the MCP config (it holds the servers' tokens) and the agent
+/// config's secret env values.
 fn run_secret(
     input: &RunPlanInput<'_>,
     secret_name: &str,
     job_labels: &BTreeMap<String, String>,
 ) -> Result<Secret, PlanError> {
     let prompt_gz = gzip(input.invocation.prompt.as_bytes());
-    let token_len = input.auth_token.map_or(0, str::len) + input.mcp_config.map_or(0, str::len);
+    let inv = input.invocation;
+    let secret_env: Vec<(String, &str)> = inv
+        .secret_env
+        .iter()
+        .filter_map(|name| Some((env_secret_key(name), inv.env_value(name)?)))
+        .collect();
+    let token_len = input.auth_token.map_or(0, str::len)
+        + input.mcp_config.map_or(0, str::len)
+        + secret_env
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
     if prompt_gz.len() + token_len > MAX_SECRET_BYTES {
         return Err(PlanError::PromptTooLarge {
             compressed: prompt_gz.len(),
@@ -144,6 +187,9 @@ fn run_secret(
             MCP_CONFIG_FILE.to_owned(),
             ByteString(mcp.as_bytes().to_vec()),
         );
+    }
+    for (key, value) in secret_env {
+        secret_data.insert(key, ByteString(value.as_bytes().to_vec()));
     }
     Ok(Secret {
         metadata: ObjectMeta {
@@ -167,7 +213,11 @@ fn init_container(config: &AgentConfig, mounts: Vec<VolumeMount>, script: String
         command: Some(vec!["sh".into(), "-c".into(), script]),
         volume_mounts: Some(mounts),
         resources: Some(resources("10m", "16Mi", "500m", "64Mi")),
-        security_context: Some(container_security()),
+        // It writes only to its emptyDirs.
+        security_context: Some(SecurityContext {
+            read_only_root_filesystem: Some(true),
+            ..container_security()
+        }),
         ..Default::default()
     }
 }
@@ -208,7 +258,11 @@ fn claude_container(
             &config.resources.limits_cpu,
             &config.resources.limits_memory,
         )),
-        security_context: Some(container_security()),
+        // claude writes to its HOME (on the volume) and /tmp (an emptyDir), nothing else of the image.
+        security_context: Some(SecurityContext {
+            read_only_root_filesystem: Some(true),
+            ..container_security()
+        }),
         ..Default::default()
     }
 }
@@ -324,10 +378,18 @@ fn container_env(
         }
     }
     for (name, value) in &invocation.env {
+        let secret = invocation.secret_env.contains(name);
         set(EnvVar {
             name: name.clone(),
-            value: Some(value.clone()),
-            value_from: None,
+            value: (!secret).then(|| value.clone()),
+            value_from: secret.then(|| EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret_name.to_owned(),
+                    key: env_secret_key(name),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
         });
     }
     if with_token {
@@ -371,6 +433,121 @@ fn resources(req_cpu: &str, req_mem: &str, lim_cpu: &str, lim_mem: &str) -> Reso
         limits: Some(q(lim_cpu, lim_mem)),
         ..Default::default()
     }
+}
+
+/// After a `podSpecPatch`: the pod's and every container's security context, the host namespaces, the node and the
+/// service account are ours again, except for what the operator policy lets a patch loosen (the policy refused a
+/// patch that asked for more before; this makes sure a patch that left something out does not loosen it either).
+pub fn reapply_security(patched: &mut PodSpec, ours: &PodSpec, rules: &PatchRules) {
+    if !rules.security_context {
+        patched.security_context = ours.security_context.clone();
+    }
+    let allowed = |ns: &str| rules.host_namespaces.iter().any(|h| h == ns);
+    if !allowed("hostNetwork") {
+        patched.host_network = ours.host_network;
+    }
+    if !allowed("hostPID") {
+        patched.host_pid = ours.host_pid;
+    }
+    if !allowed("hostIPC") {
+        patched.host_ipc = ours.host_ipc;
+    }
+    if !rules.node_name {
+        patched.node_name = ours.node_name.clone();
+    }
+    if !rules.service_account {
+        patched.service_account_name = ours.service_account_name.clone();
+        patched.service_account = ours.service_account.clone();
+        patched.automount_service_account_token = ours.automount_service_account_token;
+    }
+    let ours_named = |name: &str| {
+        ours.init_containers
+            .iter()
+            .flatten()
+            .chain(&ours.containers)
+            .find(|c| c.name == name)
+            .and_then(|c| c.security_context.clone())
+    };
+    let all = patched
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(patched.containers.iter_mut());
+    for c in all {
+        let ours = ours_named(&c.name).unwrap_or_else(container_security);
+        c.security_context = Some(reapplied(c.security_context.take(), ours, rules));
+    }
+    for c in patched.ephemeral_containers.iter_mut().flatten() {
+        c.security_context = Some(reapplied(
+            c.security_context.take(),
+            container_security(),
+            rules,
+        ));
+    }
+}
+
+/// A container's security context after a patch: `patched`, with every loosening the rules do not allow taken back
+/// to `ours`.
+fn reapplied(
+    patched: Option<SecurityContext>,
+    ours: SecurityContext,
+    rules: &PatchRules,
+) -> SecurityContext {
+    let mut sc = patched.unwrap_or_else(|| ours.clone());
+    if !rules.privileged {
+        sc.privileged = None;
+    }
+    if !rules.privilege_escalation {
+        sc.allow_privilege_escalation = Some(false);
+    }
+    let added: Option<Vec<String>> = sc
+        .capabilities
+        .as_ref()
+        .and_then(|c| c.add.clone())
+        .map(|add| {
+            add.into_iter()
+                .filter(|cap| any_matches(&rules.added_capabilities, cap))
+                .collect()
+        })
+        .filter(|add: &Vec<String>| !add.is_empty());
+    if rules.security_context {
+        if let Some(caps) = sc.capabilities.as_mut() {
+            caps.add = added;
+        }
+        return sc;
+    }
+    sc.capabilities = Some(Capabilities {
+        drop: Some(vec!["ALL".into()]),
+        add: added,
+    });
+    sc.run_as_non_root = Some(true);
+    if sc.run_as_user == Some(0) {
+        sc.run_as_user = ours.run_as_user;
+    }
+    if sc.run_as_group == Some(0) {
+        sc.run_as_group = ours.run_as_group;
+    }
+    sc.proc_mount = None;
+    sc.se_linux_options = None;
+    sc.windows_options = None;
+    if sc
+        .seccomp_profile
+        .as_ref()
+        .is_some_and(|p| p.type_ == "Unconfined")
+    {
+        sc.seccomp_profile = None;
+    }
+    if sc
+        .app_armor_profile
+        .as_ref()
+        .is_some_and(|p| p.type_ == "Unconfined")
+    {
+        sc.app_armor_profile = None;
+    }
+    if ours.read_only_root_filesystem == Some(true) {
+        sc.read_only_root_filesystem = Some(true);
+    }
+    sc
 }
 
 fn apply_merge_patch(spec: &PodSpec, patch: &serde_json::Value) -> Result<PodSpec, PlanError> {

@@ -10,6 +10,7 @@ pub mod prompt_bundle;
 pub mod secrets;
 pub mod session_record;
 pub mod toolkit;
+pub mod view;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::settings::Settings;
 use config::AgentConfig;
 use pod_facts::PodFacts;
 use toolkit::Toolkit;
+use view::View;
 
 /// What a run knows once it is prepared; read by every later stage.
 pub struct Prepared<'a> {
@@ -40,6 +42,10 @@ pub struct Prepared<'a> {
     /// The shared watches of the adapter's pods and Jobs in that namespace (started by the first run there).
     pub watches: Arc<watches::Namespace>,
     pub toolkit: Toolkit,
+    /// Which directories of the shared volume the pod sees, and its `HOME`.
+    pub view: View,
+    /// What the operator policy lets a `podSpecPatch` loosen.
+    pub patch_rules: crate::policy::PatchRules,
     /// The saved session this run resumes, if the gating allows it.
     pub resume: Option<String>,
     /// Where the session records live (see [`session_record`]).
@@ -100,20 +106,36 @@ pub async fn prepare<'a>(
     let sessions = session_record::dir();
     let params =
         session_record::with_saved_params(params, |id| session_record::read(&sessions, id));
-    // Blocking file I/O on the shared volume (skill trees are copied), off the async workers.
+    // Blocking file I/O on the shared volume (skill trees are copied, the agent's home is made), off the async
+    // workers.
     let (p, c, pol) = (params.clone(), config.clone(), services.policy.clone());
-    let toolkit = match tokio::task::spawn_blocking(move || toolkit::prepare(&p, &c, &pol)).await {
-        Ok(Ok(toolkit)) => toolkit,
-        Ok(Err(e)) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),
+    let files = tokio::task::spawn_blocking(move || {
+        let toolkit = toolkit::prepare(&p, &c, &pol).map_err(|e| e.to_string())?;
+        let view = view::of_run(&p, &c, &toolkit, pol.whole_volume);
+        Ok::<_, String>((toolkit, view))
+    });
+    let (toolkit, view) = match files.await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(failure(ErrorCode::PromptBundleFailed, e)),
         Err(e) => return Err(failure(ErrorCode::PromptBundleFailed, e.to_string())),
     };
-    for note in &toolkit.notes {
+    for note in toolkit.notes.iter().chain(&view.notes) {
         sink.progress(note);
     }
-    let resume = invocation::resumable_session(&params, &config, &toolkit).unwrap_or_else(|why| {
-        sink.progress(&why);
-        None
-    });
+    let resume =
+        invocation::resumable_session(&params, &config, &toolkit, &view).unwrap_or_else(|why| {
+            sink.progress(&why);
+            None
+        });
+    let resume = resume.filter(
+        |id| match session_record::left_in_the_shared_home(&view, id) {
+            Some(why) => {
+                sink.progress(&why);
+                false
+            }
+            None => true,
+        },
+    );
     Ok(Prepared {
         params,
         config,
@@ -122,6 +144,8 @@ pub async fn prepare<'a>(
         namespace,
         watches,
         toolkit,
+        view,
+        patch_rules: services.policy.pod_spec_patch.clone(),
         resume,
         sessions,
         settings: services.settings.clone(),

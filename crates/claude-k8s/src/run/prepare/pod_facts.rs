@@ -46,6 +46,8 @@ pub struct PodFacts {
     pub dns_config: Option<PodDNSConfig>,
     /// The PVC mounted at `/paperclip`, if any.
     pub data_claim: Option<String>,
+    /// The `subPath` of the claim the Paperclip pod mounts at `/paperclip`, if it mounts only part of it.
+    pub data_sub_path: Option<String>,
     /// Secret volumes and where the server container mounts them.
     pub secret_volumes: Vec<(Volume, VolumeMount)>,
     pub env: Vec<EnvVar>,
@@ -68,11 +70,14 @@ impl PodFacts {
         let mounts = container.volume_mounts.clone().unwrap_or_default();
         let volume_named = |name: &str| volumes.iter().find(|v| v.name == name);
 
-        let data_claim = mounts
+        let data_mount = mounts
             .iter()
             .filter(|m| m.mount_path.trim_end_matches('/') == DATA_MOUNT_PATH)
-            .find_map(|m| volume_named(&m.name)?.persistent_volume_claim.as_ref())
-            .map(|pvc| pvc.claim_name.clone());
+            .find_map(|m| Some((m, volume_named(&m.name)?.persistent_volume_claim.as_ref()?)));
+        let data_claim = data_mount.map(|(_, pvc)| pvc.claim_name.clone());
+        let data_sub_path = data_mount
+            .and_then(|(m, _)| m.sub_path.clone())
+            .filter(|s| !s.trim_matches('/').is_empty());
 
         let service_account = spec
             .service_account_name
@@ -122,6 +127,7 @@ impl PodFacts {
             dns_policy: spec.dns_policy,
             dns_config: spec.dns_config,
             data_claim,
+            data_sub_path,
             secret_volumes,
             env,
             env_from: container.env_from.unwrap_or_default(),

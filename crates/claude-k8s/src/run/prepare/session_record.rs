@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::confined::SafeDir;
 use crate::run::prepare::pod_facts::DATA_MOUNT_PATH;
+use crate::run::prepare::view::View;
 use crate::serve::protocol::ExecuteParams;
 
 /// `/paperclip/claude-k8s/sessions`: on the shared volume, so every Paperclip replica sees the same records.
@@ -92,6 +93,33 @@ pub fn save(dir: &Path, result: &Value) -> Result<(), String> {
              checking its instructions and tools. Hint: make {} writable for the Paperclip server's user",
             path.display(),
             dir.display()
+        )
+    })
+}
+
+/// Why a session saved before agents had their own Claude home does not resume: its transcript is in the seed's
+/// shared `/paperclip/.claude`, which a Job pod no longer sees, and not in the agent's own home. `None` when the
+/// session is in the agent's home, nowhere (Claude then says so and the run retries fresh), or the pod sees the
+/// whole volume anyway. Only looks at names: a transcript is never copied from the shared home, which every agent
+/// could write to.
+pub fn left_in_the_shared_home(view: &View, session_id: &str) -> Option<String> {
+    if view.whole || !crate::run::plan::invocation::is_uuid(session_id) {
+        return None;
+    }
+    let transcript = format!("{session_id}.jsonl");
+    let has = |home: &Path| {
+        std::fs::read_dir(home.join(".claude").join("projects"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|project| project.path().join(&transcript).exists())
+    };
+    let shared = Path::new(DATA_MOUNT_PATH);
+    (has(shared) && !has(Path::new(&view.home))).then(|| {
+        format!(
+            "session `{session_id}` was saved in the Claude home shared by every agent ({DATA_MOUNT_PATH}/.claude), \
+             which Job pods no longer see: each agent now has its own ({}); starting a fresh session",
+            view.home
         )
     })
 }

@@ -17,9 +17,10 @@ fn owned_by_the_agent(dir: &str, file: &str) {
     std::os::unix::fs::chown(file, Some(1000), Some(1000)).unwrap();
 }
 
-/// The agent replaces its own AGENTS.md with a link to the server's environment (`ln -sf /proc/<pid>/environ`, the
-/// serve process's here, as /proc/1 is the Paperclip server in a real pod): the next run's system prompt holds none
-/// of it, and the run log says why the instructions were left out.
+/// The agent tries to replace its own AGENTS.md with a link to the server's environment (`ln -sf /proc/<pid>/environ`,
+/// the serve process's here, as /proc/1 is the Paperclip server in a real pod): its instructions folder is a
+/// read-only mount, so it cannot. Planted anyway (as an agent of the whole-volume layout could), the next run's
+/// system prompt holds none of it, and the run log says why the instructions were left out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn an_instructions_symlink_planted_by_the_agent_leaks_nothing() {
@@ -47,11 +48,16 @@ async fn an_instructions_symlink_planted_by_the_agent_leaks_nothing() {
     );
     let first = w.serve.execute(&plant).await;
     assert_eq!(first.result["exitCode"], 0, "{}", everything(&first));
+    // Its `ln` ran and failed (busybox says "File exists" when it cannot remove the file on a read-only mount).
+    assert!(first.log_text().contains("ln: "), "{}", first.log_text());
     assert_eq!(
-        std::fs::read_link(&agents_md).unwrap(),
-        Path::new(&environ),
-        "the agent planted the link"
+        std::fs::read_to_string(&agents_md).unwrap(),
+        "# Agent\nINSTRUCTIONS-OK\n",
+        "the read-only mount kept the agent from planting the link"
     );
+    std::fs::remove_file(&agents_md).unwrap();
+    std::os::unix::fs::symlink(&environ, &agents_md).unwrap();
+    assert_eq!(std::fs::read_link(&agents_md).unwrap(), Path::new(&environ));
     let before = w.fake.message_requests().len();
     let again = params(&w, "Again [[fake:text second]]");
     let second = w.serve.execute(&again).await;

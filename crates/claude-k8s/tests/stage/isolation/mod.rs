@@ -6,6 +6,8 @@
 //! * [`secrets`]: what an agent prints of its inherited key, its encodings and a config secret leaks nowhere;
 //! * [`files`]: a symlink the agent plants in its instructions folder, and skill runtime names that climb, read and
 //!   write nothing outside.
+//! * [`volume`]: the run's view of the shared volume: nothing of Paperclip's instance root, another agent's
+//!   workspace or home; its own, and `--resume`, work; the whole-volume opt-out is a warning.
 //!
 //! The serve process runs on the host, standing in for the Paperclip pod: it is given that pod's inherited
 //! `ANTHROPIC_API_KEY` in its own environment, as the real pod has it, so the adapter can resolve the
@@ -14,6 +16,7 @@
 mod files;
 mod refusals;
 mod secrets;
+mod volume;
 
 use crate::support::{RunRecord, World};
 

@@ -2,6 +2,11 @@ use super::*;
 use crate::run::prepare::pod_facts::tests::paperclip_pod;
 use serde_json::json;
 
+/// The working directory in the seed's layout (the volume root when there is no workspace).
+fn working_directory_of(p: &ExecuteParams, c: &AgentConfig) -> String {
+    working_directory(p, c, View::whole_volume().fallback_cwd())
+}
+
 const SESSION: &str = "5b1b7e0e-8f2a-4c4e-9a57-0c0d1e2f3a4b";
 
 fn params(v: Value) -> ExecuteParams {
@@ -57,7 +62,7 @@ fn resume_gating_for_task_and_agent_level_runs() {
     let mut v = base();
     v["runtime"] = json!({"sessionId": SESSION});
     assert_eq!(
-        resumable_session(&params(v), &c, &Toolkit::default())
+        resumable_session(&params(v), &c, &Toolkit::default(), &View::whole_volume())
             .unwrap()
             .as_deref(),
         Some(SESSION)
@@ -66,7 +71,7 @@ fn resume_gating_for_task_and_agent_level_runs() {
     let mut v = base();
     v["runtime"] = json!({"sessionParams": {"sessionId": SESSION, "cwd": "/paperclip/instances/default/workspaces/agent-1/"}});
     assert_eq!(
-        resumable_session(&params(v), &c, &Toolkit::default())
+        resumable_session(&params(v), &c, &Toolkit::default(), &View::whole_volume())
             .unwrap()
             .as_deref(),
         Some(SESSION)
@@ -75,16 +80,22 @@ fn resume_gating_for_task_and_agent_level_runs() {
     let mut v = base();
     v["runtime"] = json!({"sessionParams": {"sessionId": SESSION, "cwd": "/elsewhere"}});
     assert!(
-        resumable_session(&params(v), &c, &Toolkit::default())
+        resumable_session(&params(v), &c, &Toolkit::default(), &View::whole_volume())
             .unwrap_err()
             .contains("/elsewhere")
     );
     // Not a UUID.
     let mut v = base();
     v["runtime"] = json!({"sessionId": "nope"});
-    assert!(resumable_session(&params(v), &c, &Toolkit::default()).is_err());
+    assert!(resumable_session(&params(v), &c, &Toolkit::default(), &View::whole_volume()).is_err());
     assert_eq!(
-        resumable_session(&params(base()), &c, &Toolkit::default()).unwrap(),
+        resumable_session(
+            &params(base()),
+            &c,
+            &Toolkit::default(),
+            &View::whole_volume()
+        )
+        .unwrap(),
         None
     );
 }
@@ -96,7 +107,12 @@ fn saved_session_fields_are_read_with_claude_locals_spellings_and_fallbacks() {
     let resumed = |session_params: Value, session_id: Value| {
         let mut v = base();
         v["runtime"] = json!({"sessionParams": session_params, "sessionId": session_id});
-        resumable_session(&params(v), &c, &caps("k1", json!([])))
+        resumable_session(
+            &params(v),
+            &c,
+            &caps("k1", json!([])),
+            &View::whole_volume(),
+        )
     };
     // A blank or non-string sessionId falls back to session_id, then to the bare runtime id; ids are trimmed.
     for saved in [json!(""), json!("  "), json!(42), json!(null)] {
@@ -178,6 +194,7 @@ fn bundle_and_mcp_args_follow_claude_locals_order() {
         &PodFacts::default(),
         None,
         &caps("k1", one_server()),
+        &View::whole_volume(),
     );
     assert_eq!(
         inv.args.join(" "),
@@ -193,6 +210,7 @@ fn bundle_and_mcp_args_follow_claude_locals_order() {
         &PodFacts::default(),
         Some(SESSION.into()),
         &caps("k1", json!([])),
+        &View::whole_volume(),
     );
     assert_eq!(
         inv.args.join(" "),
@@ -221,32 +239,45 @@ fn resume_is_gated_on_the_bundle_key_and_the_mcp_servers() {
     ));
     let same = saved(json!({"promptBundleKey": "k1", "mcpServerIdentity": ident}));
     assert_eq!(
-        resumable_session(&same, &c, &caps("k1", one_server()))
+        resumable_session(&same, &c, &caps("k1", one_server()), &View::whole_volume())
             .unwrap()
             .as_deref(),
         Some(SESSION)
     );
-    let why = resumable_session(&same, &c, &caps("k2", one_server())).unwrap_err();
+    let why =
+        resumable_session(&same, &c, &caps("k2", one_server()), &View::whole_volume()).unwrap_err();
     assert!(
         why.contains("prompt bundle k1") && why.contains("k2"),
         "{why}"
     );
-    let why = resumable_session(&same, &c, &caps("k1", json!([]))).unwrap_err();
+    let why =
+        resumable_session(&same, &c, &caps("k1", json!([])), &View::whole_volume()).unwrap_err();
     assert!(why.contains("MCP server set"), "{why}");
     // Saved without an identity: resumable only while there are no servers (claude_local's rule).
     let old = saved(json!({"promptBundleKey": "k1"}));
-    assert!(resumable_session(&old, &c, &caps("k1", json!([]))).is_ok_and(|s| s.is_some()));
-    assert!(resumable_session(&old, &c, &caps("k1", one_server())).is_err());
+    assert!(
+        resumable_session(&old, &c, &caps("k1", json!([])), &View::whole_volume())
+            .is_ok_and(|s| s.is_some())
+    );
+    assert!(resumable_session(&old, &c, &caps("k1", one_server()), &View::whole_volume()).is_err());
     // Saved without a key (an older run): any bundle.
     let keyless = saved(json!({"mcpServerIdentity": "[]"}));
-    assert!(resumable_session(&keyless, &c, &caps("k9", json!([]))).is_ok_and(|s| s.is_some()));
+    assert!(
+        resumable_session(&keyless, &c, &caps("k9", json!([])), &View::whole_volume())
+            .is_ok_and(|s| s.is_some())
+    );
     // A bare id (agent-level heartbeat) has nothing to compare and resumes.
     let mut v = base();
     v["runtime"] = json!({"sessionId": SESSION});
     assert_eq!(
-        resumable_session(&params(v), &c, &caps("k1", one_server()))
-            .unwrap()
-            .as_deref(),
+        resumable_session(
+            &params(v),
+            &c,
+            &caps("k1", one_server()),
+            &View::whole_volume()
+        )
+        .unwrap()
+        .as_deref(),
         Some(SESSION)
     );
 }
@@ -357,15 +388,18 @@ fn bedrock_is_detected_from_the_inherited_env_too() {
 #[test]
 fn explicit_cwd_beats_agent_home_but_not_a_project_workspace() {
     let c = config(json!({"cwd": "/paperclip/custom"}));
-    assert_eq!(working_directory(&params(base()), &c), "/paperclip/custom");
+    assert_eq!(
+        working_directory_of(&params(base()), &c),
+        "/paperclip/custom"
+    );
     let mut v = base();
     v["context"]["paperclipWorkspace"]["source"] = json!("project_primary");
     assert_eq!(
-        working_directory(&params(v), &c),
+        working_directory_of(&params(v), &c),
         "/paperclip/instances/default/workspaces/agent-1"
     );
     assert_eq!(
-        working_directory(
+        working_directory_of(
             &params(json!({"runId": "r", "agent": {"id": "a"}})),
             &config(json!({}))
         ),

@@ -166,6 +166,8 @@ fn bedrock_aws_env_and_credentials_reach_the_job() {
             invocation: &inv,
             auth_token: None,
             mcp_config: None,
+            view: &View::whole_volume(),
+            patch_rules: &PatchRules::default(),
         },
         &config,
         &facts,
@@ -208,6 +210,8 @@ fn missing_claim_or_image_are_clear_errors() {
         invocation: &inv,
         auth_token: None,
         mcp_config: None,
+        view: &View::whole_volume(),
+        patch_rules: &PatchRules::default(),
     };
     assert!(matches!(
         plan(&input, &config, &PodFacts::default()),

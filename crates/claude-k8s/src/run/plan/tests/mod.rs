@@ -12,17 +12,47 @@ pub(super) fn manifests_with_mcp(
     prompt: &str,
     mcp_config: Option<&str>,
 ) -> Result<RunManifests, PlanError> {
-    let params: ExecuteParams = serde_json::from_value(json!({
+    manifests_in(
+        &View::whole_volume(),
+        &PatchRules::default(),
+        config,
+        prompt,
+        mcp_config,
+    )
+}
+
+/// The params every plan test runs with: an agent-home workspace in the default instance.
+pub(super) fn test_params(prompt: &str) -> ExecuteParams {
+    serde_json::from_value(json!({
         "runId": "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb",
         "agent": {"id": "0b6f3c1e-1111-4c3a-9d55-aaaaaaaaaaaa", "companyId": "c0", "name": "Ada"},
         "prompt": {"fresh": prompt},
         "context": {"paperclipWorkspace": {"cwd": "/paperclip/instances/default/workspaces/a", "source": "agent_home"}},
-        "paperclipEnv": {"PAPERCLIP_RUN_ID": "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb"}
+        "paperclipEnv": {"PAPERCLIP_RUN_ID": "9f1c2d3e-2222-4444-8888-bbbbbbbbbbbb"},
+        "promptBundle": {"instanceRoot": "/paperclip/instances/default"}
     }))
-    .unwrap();
+    .unwrap()
+}
+
+/// The manifests of a run with `view` and the policy's patch `rules`.
+pub(super) fn manifests_in(
+    view: &View,
+    rules: &PatchRules,
+    config: Value,
+    prompt: &str,
+    mcp_config: Option<&str>,
+) -> Result<RunManifests, PlanError> {
+    let params = test_params(prompt);
     let config = AgentConfig::parse(config.as_object().unwrap()).unwrap();
     let facts = PodFacts::from_pod(&paperclip_pod());
-    let inv = Invocation::build(&params, &config, &facts, None);
+    let inv = Invocation::build_with(
+        &params,
+        &config,
+        &facts,
+        None,
+        &crate::run::prepare::toolkit::Toolkit::without_bundle(&params),
+        view,
+    );
     let id = RunIdentity {
         agent_id: params.agent.id.clone(),
         run_id: params.run_id.clone(),
@@ -38,6 +68,8 @@ pub(super) fn manifests_with_mcp(
             invocation: &inv,
             auth_token: Some("jwt-secret"),
             mcp_config,
+            view,
+            patch_rules: rules,
         },
         &config,
         &facts,
@@ -123,8 +155,8 @@ fn only_the_paperclip_pods_whitelist_is_inherited() {
         .collect();
     assert_eq!(
         volumes,
-        ["paperclip-data", "prompt", "run-secret", "keys"],
-        "no token volume, no envoy emptyDir"
+        ["paperclip-data", "prompt", "run-secret", "keys", "tmp"],
+        "no token volume, no envoy emptyDir (only our /tmp)"
     );
     assert_eq!(
         pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
@@ -171,7 +203,13 @@ fn env_is_deduplicated_with_later_layers_winning() {
         .filter(|e| e.name == "ANTHROPIC_API_KEY")
         .collect();
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].value.as_deref(), Some("override"));
+    // A secret value of the config travels in the run Secret.
+    let from = keys[0].value_from.as_ref().unwrap().secret_key_ref.as_ref();
+    assert_eq!(from.unwrap().key, env_secret_key("ANTHROPIC_API_KEY"));
+    assert_eq!(
+        m.secret.data.as_ref().unwrap()[&env_secret_key("ANTHROPIC_API_KEY")].0,
+        b"override"
+    );
     assert!(
         env.iter()
             .any(|e| e.name == "MODE" && e.value_from.is_some())
@@ -201,9 +239,17 @@ fn a_one_mib_prompt_fits_compressed() {
 
 #[test]
 fn pod_spec_patch_is_applied_last() {
-    let m = manifests(
+    // hostNetwork survives the re-applied security only where the operator policy allows it.
+    let rules = PatchRules {
+        host_namespaces: vec!["hostNetwork".into()],
+        ..PatchRules::default()
+    };
+    let m = manifests_in(
+        &View::whole_volume(),
+        &rules,
         json!({"podSpecPatch": {"hostNetwork": true, "runtimeClassName": "gvisor"}}),
         "hi",
+        None,
     )
     .unwrap();
     let pod = m.job.spec.unwrap().template.spec.unwrap();
@@ -243,4 +289,5 @@ pub(super) fn both_containers(pod: &Value) -> [&Value; 2] {
 // token volumes, selector labels, nodeName, serviceAccountName).
 
 mod fields;
+mod isolation;
 mod rules;
