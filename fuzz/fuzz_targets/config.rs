@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use claude_k8s::k8s::labels::RunIdentity;
+use claude_k8s::policy::PatchRules;
 use claude_k8s::run::follow::Limits;
 use claude_k8s::run::follow::machine::{Follow, Input};
 use claude_k8s::run::plan::invocation::{Invocation, resumable_session};
@@ -13,6 +14,7 @@ use claude_k8s::run::plan::{RunPlanInput, plan};
 use claude_k8s::run::prepare::config::AgentConfig;
 use claude_k8s::run::prepare::pod_facts::PodFacts;
 use claude_k8s::run::prepare::toolkit::Toolkit;
+use claude_k8s::run::prepare::view;
 use claude_k8s::serve::protocol::ExecuteParams;
 use claude_k8s::settings::Settings;
 use libfuzzer_sys::fuzz_target;
@@ -38,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
         "runtime": {"sessionParams": raw.get("sessionParams").filter(|v| v.is_object()).cloned()}
     }))
     .unwrap_or_default();
-    let _ = resumable_session(&params, &config, &Toolkit::without_bundle(&params));
+    let toolkit = Toolkit::without_bundle(&params);
+    // The per-run view of the volume, as the default policy plans it (no whole-volume opt-out).
+    let view = view::of_run(&params, &config, &toolkit, false);
+    let _ = resumable_session(&params, &config, &toolkit, &view);
     let facts = PodFacts::default();
     let invocation = Invocation::build(&params, &config, &facts, None);
     let identity = RunIdentity {
@@ -55,6 +60,8 @@ fuzz_target!(|data: &[u8]| {
         invocation: &invocation,
         auth_token: Some("token"),
         mcp_config: None,
+        view: &view,
+        patch_rules: &PatchRules::default(),
     };
     if let Ok(manifests) = plan(&input, &config, &facts) {
         serde_json::to_vec(&manifests.job).unwrap();
