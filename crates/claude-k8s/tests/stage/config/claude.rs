@@ -58,15 +58,25 @@ async fn bedrock_runs_bill_as_aws_bedrock_and_gate_the_model() {
         .as_array()
         .unwrap()
         .clone();
-    for (name, value) in [
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "AKIAFAKEFORTESTS"),
-    ] {
-        assert!(
-            env.iter().any(|e| e["name"] == name && e["value"] == value),
-            "{name} reaches the pod"
-        );
-    }
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "AWS_REGION" && e["value"] == "us-east-1"),
+        "AWS_REGION reaches the pod"
+    );
+    // A secret-named config value reaches the pod through the run Secret, never as a literal in the pod spec.
+    let key_id = env
+        .iter()
+        .find(|e| e["name"] == "AWS_ACCESS_KEY_ID")
+        .expect("AWS_ACCESS_KEY_ID reaches the pod");
+    assert!(key_id.get("value").is_none(), "{key_id}");
+    assert!(
+        key_id["valueFrom"]["secretKeyRef"]["name"].is_string(),
+        "{key_id}"
+    );
+    assert!(
+        !pod.to_string().contains("AKIAFAKEFORTESTS"),
+        "no literal in the pod"
+    );
     let args = pod["spec"]["containers"][0]["args"].as_array().unwrap();
     assert!(!args.contains(&json!("--model")));
     world.stage.delete_retained(NAMESPACE, &agent).await;
