@@ -3,7 +3,7 @@
 //
 // The client side here polls Paperclip's REST API for the run's state and log, as a person watching the UI would;
 // the adapter itself never polls the cluster.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -94,14 +94,38 @@ export async function startFakeApi() {
   };
 }
 
-/** Installs the packed adapter (npm alias spec of the tarball) unless this version is already loaded. */
+/**
+ * Whether Paperclip's installed copy of the adapter (in its data dir) is this very tarball, file by file. The
+ * version alone does not tell: every branch and build packs the same version, and /paperclip outlives them.
+ */
+function installedIsTarball() {
+  const installed = path.join(process.env.PAPERCLIP_DATA_DIR ?? "/paperclip", "adapter-plugins", "node_modules", PACKAGE);
+  if (!fs.existsSync(installed)) return false;
+  const unpacked = fs.mkdtempSync(path.join(os.tmpdir(), "claude-k8s-tarball-"));
+  try {
+    execFileSync("tar", ["-xzf", TARBALL, "-C", unpacked]);
+    const root = path.join(unpacked, "package");
+    return fs
+      .readdirSync(root, { recursive: true })
+      .filter((f) => fs.statSync(path.join(root, f)).isFile())
+      .every((f) => {
+        const there = path.join(installed, f);
+        return fs.existsSync(there) && fs.readFileSync(there).equals(fs.readFileSync(path.join(root, f)));
+      });
+  } finally {
+    fs.rmSync(unpacked, { recursive: true, force: true });
+  }
+}
+
+/** Installs the packed adapter (npm alias spec of the tarball) unless this tarball is already installed and loaded. */
 export async function installAdapter() {
   if (!fs.existsSync(TARBALL)) throw new Error(`${TARBALL} is missing: make package`);
   const info = await api("GET", `/adapters/${TYPE}`);
-  if (info.status === 200 && info.json?.loaded && info.json?.version === version && info.json?.source === "external") {
+  const external = info.status === 200 && info.json?.source === "external";
+  if (external && info.json?.loaded && info.json?.version === version && installedIsTarball()) {
     return info.json;
   }
-  if (info.status === 200 && info.json?.source === "external") {
+  if (external) {
     await api("DELETE", `/adapters/${TYPE}`, undefined, { expect: 200 });
   }
   // The server runs as UID 1000 and npm-installs from this path: give it a world-readable copy.
