@@ -61,9 +61,10 @@ test-paperclip: package
 	  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" \
 	  CLAUDE_K8S_POLICY_FILE="$(CURDIR)/$(STAGE)/policy.yaml" $(STAGE)/paperclip.sh test
 
-test: lint test-unit test-fuzz test-cluster test-paperclip
+## Installs what the stage needs first (cached: a no-op once done) and brings the stage up, as `make demo` does.
+test: stage-install cluster-up lint test-unit test-fuzz test-cluster test-paperclip
 
-demo:
+demo: stage-install
 	$(STAGE)/demo.sh
 
 ## Benchmarks on the real stage (not part of `make test`): bench/results.json and BENCHMARKS.md.
