@@ -16,6 +16,7 @@ package:
 	npm/pack.sh
 
 lint:
+	@rustup component list --installed 2>/dev/null | grep -q clippy && rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add clippy rustfmt
 	cargo fmt --all -- --check
 	cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
