@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 STAGE := test/stage
 
-.PHONY: all build package test test-unit test-fuzz test-cluster test-paperclip cluster-up cluster-down demo stage-install lint bench
+.PHONY: all build package test test-unit test-fuzz test-cluster test-paperclip cluster-up cluster-down \
+  demo setup-demo setup-test stage-install lint bench
 
 all: build
 
@@ -27,6 +28,14 @@ stage-install:
 	$(STAGE)/cluster.sh build
 	$(STAGE)/claude-cli.sh install
 	$(STAGE)/paperclip.sh install
+
+## What `make demo` / `make test` install and bring up first: the steps above, timed, cached, then the stage up
+## (`make test` adds the browser of the UI suite). A fresh machine needs no other command before either.
+setup-demo:
+	$(STAGE)/setup.sh demo
+
+setup-test:
+	$(STAGE)/setup.sh test
 
 cluster-up:
 	$(STAGE)/cluster.sh up
@@ -62,10 +71,10 @@ test-paperclip: package
 	  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" \
 	  CLAUDE_K8S_POLICY_FILE="$(CURDIR)/$(STAGE)/policy.yaml" $(STAGE)/paperclip.sh test
 
-## Installs what the stage needs first (cached: a no-op once done) and brings the stage up, as `make demo` does.
-test: stage-install cluster-up lint test-unit test-fuzz test-cluster test-paperclip
+test: setup-test lint test-unit test-fuzz test-cluster test-paperclip
 
-demo: stage-install
+## The main job end to end (test/stage/demo.sh runs setup.sh demo as its first step).
+demo:
 	$(STAGE)/demo.sh
 
 ## Benchmarks on the real stage (not part of `make test`): bench/results.json and BENCHMARKS.md.

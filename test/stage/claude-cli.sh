@@ -2,6 +2,7 @@
 # The pinned real Claude Code CLI (native linux-x64 binary) for the test stage.
 #
 #   claude-cli.sh install   fetch + unpack (idempotent, safe to run concurrently)
+#   claude-cli.sh installed exit 0 when the pinned version is installed
 #   claude-cli.sh path      print the binary path
 #   claude-cli.sh version   print the pinned version
 #
@@ -59,10 +60,11 @@ do_install() {
 
 case "${1:-}" in
   install) do_install ;;
+  installed) installed ;;
   path) echo "$BIN" ;;
   version) echo "$CLAUDE_CODE_VERSION" ;;
   *)
-    echo "usage: $0 install|path|version" >&2
+    echo "usage: $0 install|installed|path|version" >&2
     exit 2
     ;;
 esac

@@ -3,6 +3,7 @@
 # `kubernetes` source package, with Debian's etcd and docker.io, everything on 127.0.0.1.
 #
 #   cluster.sh install   apt prerequisites, deb-src entries (root; idempotent, quiet)
+#   cluster.sh installed exit 0 when `install` has nothing to do; `cluster.sh built` likewise for `build`
 #   cluster.sh build     kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl into
 #                        $CACHE/k8s/bin (cached; about 5-10 min cold on 2 cores)
 #   cluster.sh up        start etcd, apiserver, controller-manager, scheduler, dockerd, kubelet; load the local
@@ -80,7 +81,7 @@ cmd_install() {
   [ "$(id -u)" = 0 ] || die "install needs root"
   local added=0 missing=()
   # `apt-get source` needs deb-src entries mirroring the machine's own deb entries (same archive, same suites).
-  if ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  if ! has_deb_src; then
     if [ -f /etc/apt/sources.list.d/debian.sources ]; then
       sed -e 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
         >/etc/apt/sources.list.d/debian-src.sources
@@ -91,12 +92,7 @@ cmd_install() {
     fi
     added=1
   fi
-  local pkgs=("${APT_PACKAGES[@]}")
-  # test/stage/claude-cli.sh fetches Claude Code with `npm pack`; take Debian's npm only if there is none at all.
-  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
-  for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
+  mapfile -t missing < <(missing_packages)
   if [ "$added" = 1 ] || [ ${#missing[@]} -gt 0 ] || { ! built && ! apt_has_source; }; then
     log "apt-get update"
     apt-get update -qq >/dev/null
@@ -107,6 +103,18 @@ cmd_install() {
   fi
   log "apt prerequisites present"
 }
+# The apt packages of APT_PACKAGES (and npm, when there is none) that are not installed.
+missing_packages() {
+  local pkgs=("${APT_PACKAGES[@]}") p
+  # test/stage/claude-cli.sh fetches Claude Code with `npm pack`; take Debian's npm only if there is none at all.
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
+  done
+}
+has_deb_src() { grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; }
+# `install` has nothing to do: the deb-src entries and every package are there.
+cmd_installed() { has_deb_src && [ -z "$(missing_packages)" ]; }
 apt_has_source() { apt-cache showsrc kubernetes 2>/dev/null | grep -q "^Version: .*$K8S_UPSTREAM"; }
 
 # ---------------------------------------------------------------------------------------------------- build
@@ -756,6 +764,8 @@ cmd_sim_node() {
 
 case "${1:-}" in
   install) cmd_install ;;
+  installed) cmd_installed ;;
+  built) built ;;
   build) cmd_build ;;
   up) cmd_up ;;
   down) cmd_down ;;
@@ -763,7 +773,7 @@ case "${1:-}" in
   restart-apiserver) cmd_restart_apiserver ;;
   sim-node) cmd_sim_node "${2:-}" ;;
   *)
-    echo "usage: $0 install|build|up|down|status|restart-apiserver|sim-node up|down|status" >&2
+    echo "usage: $0 install|installed|build|built|up|down|status|restart-apiserver|sim-node up|down|status" >&2
     exit 2
     ;;
 esac

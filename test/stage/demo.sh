@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
-# `make demo`: the main job end to end on the local stage, for a newcomer. Brings up the real Kubernetes stage,
-# builds and packs the adapter, starts a real Paperclip with the adapter installed, and runs one heartbeat of a
-# claude_k8s agent as a Job: its live transcript, then the result Paperclip recorded.
+# `make demo`: the main job end to end on the local stage, for a newcomer. Installs what is missing (cached) and
+# brings up the real Kubernetes stage, builds and packs the adapter, starts a real Paperclip with the adapter
+# installed, and runs one heartbeat of a claude_k8s agent as a Job: its live transcript, then the result Paperclip
+# recorded. Each step says how long it took.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+t_step=
+say() {
+  done_step
+  printf '\n\033[1m== %s\033[0m\n' "$*"
+  t_step=$(date +%s.%N)
+}
+done_step() {
+  [ -n "$t_step" ] && awk -v a="$t_step" -v b="$(date +%s.%N)" 'BEGIN { printf "   (step done in %.1f s)\n", b - a }'
+  return 0
+}
 
-say "1/4 the Kubernetes stage (Kubernetes 1.20 built from Debian's source, dockerd, real kubelet)"
-test/stage/cluster.sh up
+say "1/4 set-up: prerequisites (cached after the first run) and the Kubernetes stage (Kubernetes 1.20, dockerd, real kubelet)"
+test/stage/setup.sh demo
 set -a
 # shellcheck disable=SC1091
 source target/testcluster/stage.env
 set +a
 
-say "2/4 the adapter package (Rust binary inside the npm tarball) and the fake Messages API"
+if [ -x target/release/claude-k8s ]; then
+  say "2/4 the adapter package (Rust binary inside the npm tarball) and the fake Messages API"
+else
+  say "2/4 the adapter package (Rust binary inside the npm tarball) and the fake Messages API (first build of a clone: about 6 min on 2 cores)"
+fi
 make --no-print-directory package
 cargo build -q -p fake-anthropic
 
@@ -26,6 +40,7 @@ eval "$(test/stage/paperclip.sh env)"
 say "4/4 one heartbeat of a claude_k8s agent"
 REPO_ROOT="$root" \
   node test/stage/demo.mjs
+done_step
 
 cat <<EOT
 
