@@ -39,7 +39,9 @@ fn main() -> ExitCode {
                 kubeconfig,
                 namespace,
                 follow,
-            } => claude_k8s::cli::ops::logs(kubeconfig, namespace, job, follow).await,
+            } => {
+                claude_k8s::cli::ops::logs(&cli.settings, kubeconfig, namespace, job, follow).await
+            }
             Command::Gc {
                 kubeconfig,
                 namespace,

@@ -3,17 +3,21 @@
 
 use std::process::ExitCode;
 
-use futures::{AsyncBufReadExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::{mpsc, watch};
 
 use crate::k8s::clients::{Clients, KubeCtx};
 use crate::k8s::labels;
 use crate::run::claim::guard;
+use crate::run::follow::pod_state;
 use crate::run::plan::CLAUDE_CONTAINER;
+use crate::settings::Settings;
 
 async fn connect(kubeconfig: Option<&str>) -> Result<KubeCtx, ExitCode> {
     Clients::default().get(kubeconfig).await.map_err(|e| {
@@ -84,8 +88,12 @@ pub async fn jobs(kubeconfig: Option<String>, namespace: Option<String>) -> Exit
 }
 
 /// Prints the claude container's log of the run whose Job is `job` (or whose run id is `job`), following it
-/// while it runs when `follow` is set.
+/// while it runs when `follow` is set. Both go through the run's own log follower
+/// ([`crate::run::follow::logs::follow`]): lines decoded whole, long lines the runtime cut joined again, and a
+/// stream that breaks while claude runs (a cut connection, an API server restart, a silence longer than the
+/// settings' log silence) reopened from the last line printed, so none is lost or repeated.
 pub async fn logs(
+    settings: &Settings,
     kubeconfig: Option<String>,
     namespace: String,
     job: String,
@@ -115,23 +123,73 @@ pub async fn logs(
         eprintln!("claude-k8s logs: no pod for Job or run `{job}` in namespace {namespace}");
         return ExitCode::FAILURE;
     };
-    let params = LogParams {
-        container: Some(CLAUDE_CONTAINER.into()),
-        follow,
-        ..Default::default()
-    };
-    let reader = match pods.log_stream(&pod, &params).await {
-        Ok(r) => r,
-        Err(e) => {
+    // Without --follow the follower reads what is there once; with it, until claude's container has ended.
+    let (ended_tx, ended_rx) = watch::channel(!follow);
+    let watch_pod =
+        follow.then(|| tokio::spawn(signal_claude_end(pods.clone(), pod.clone(), ended_tx)));
+    let (tx, mut lines) = mpsc::channel::<String>(1024);
+    let follower = tokio::spawn(crate::run::follow::logs::follow(
+        pods.clone(),
+        pod.clone(),
+        tx,
+        ended_rx,
+        settings.log_silence(),
+    ));
+    let mut printed = 0u64;
+    while let Some(line) = lines.recv().await {
+        println!("{line}");
+        printed += 1;
+    }
+    if let Some(task) = watch_pod {
+        task.abort();
+    }
+    let _ = follower.await;
+    if printed == 0 && !follow {
+        // The follower retries quietly; say why nothing came (no pods/log permission, container not started).
+        let probe = LogParams {
+            container: Some(CLAUDE_CONTAINER.into()),
+            limit_bytes: Some(1),
+            ..Default::default()
+        };
+        if let Err(e) = pods.logs(&pod, &probe).await {
             eprintln!("claude-k8s logs: cannot read the log of pod {pod}: {e}");
             return ExitCode::FAILURE;
         }
-    };
-    let mut lines = reader.lines();
-    while let Ok(Some(line)) = lines.try_next().await {
-        println!("{line}");
+        eprintln!(
+            "claude-k8s logs: pod {pod} has written no log line yet (--follow waits for them)"
+        );
     }
     ExitCode::SUCCESS
+}
+
+/// Turns `ended` true once the pod's claude container has terminated, the pod has finished or it is gone.
+async fn signal_claude_end(pods: Api<Pod>, pod: String, ended: watch::Sender<bool>) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
+    let mut events = watcher::watcher(pods, config).default_backoff().boxed();
+    while let Some(event) = events.next().await {
+        let over = match event {
+            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => claude_over(&p),
+            Ok(watcher::Event::Delete(_)) => true,
+            Ok(_) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "pod watch error (retried)");
+                false
+            }
+        };
+        if over {
+            let _ = ended.send(true);
+            return;
+        }
+    }
+}
+
+/// Whether claude will write no more: its container terminated, or the pod finished.
+fn claude_over(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Succeeded" | "Failed"))
+        || pod_state::view(pod, &pod_state::Limits::default())
+            .claude_end
+            .is_some()
 }
 
 /// Deletes finished Jobs of the adapter (their pods with them) and run Secrets whose Job is gone.
@@ -213,5 +271,38 @@ pub async fn gc(kubeconfig: Option<String>, namespace: String, dry_run: bool) ->
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn pod(phase: &str, claude_state: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "claude-pod"},
+            "status": {"phase": phase, "containerStatuses": [{
+                "name": "claude", "ready": false, "restartCount": 0, "image": "agent", "imageID": "",
+                "state": claude_state
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn claude_is_over_once_its_container_terminated_or_the_pod_finished() {
+        assert!(!claude_over(&pod(
+            "Pending",
+            json!({"waiting": {"reason": "ContainerCreating"}})
+        )));
+        assert!(!claude_over(&pod("Running", json!({"running": {}}))));
+        assert!(claude_over(&pod(
+            "Running",
+            json!({"terminated": {"exitCode": 0}})
+        )));
+        assert!(claude_over(&pod("Failed", json!({"waiting": {}}))));
+        assert!(claude_over(&pod("Succeeded", json!({}))));
     }
 }
