@@ -3,6 +3,7 @@
 #
 #   paperclip.sh install   Node 24 + npm + paperclipai into the cache (idempotent, safe to run concurrently)
 #   paperclip.sh installed exit 0 when the pinned versions are installed
+#   paperclip.sh version   print the pinned Paperclip version
 #   paperclip.sh start     start the server as UID 1000 on 127.0.0.1:3100 with --data-dir /paperclip; waits for health.
 #                          The adapter's binary inherits the server's env: CLAUDE_K8S_*, KUBECONFIG and
 #                          PAPERCLIP_API_URL are taken from the caller's environment (restart to change them)
@@ -380,6 +381,7 @@ do_test() {
 case "${1:-}" in
   install) do_install ;;
   installed) installed ;;
+  version) echo "$PAPERCLIP_VERSION" ;;
   start) do_start ;;
   stop) do_stop ;;
   restart)
