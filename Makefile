@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 STAGE := test/stage
 
-.PHONY: all build package test test-unit test-fuzz test-cluster test-paperclip cluster-up cluster-down \
+.PHONY: all build package adapter-image test test-unit test-fuzz test-cluster test-paperclip test-incluster \
+  cluster-up cluster-down \
   demo setup-demo setup-test stage-install lint bench
 
 all: build
@@ -15,6 +16,10 @@ build:
 package:
 	cargo build --release -p claude-k8s
 	npm/pack.sh
+
+## The build context of deploy/image/Dockerfile (the Paperclip image with the adapter layer): target/adapter-image
+adapter-image: package
+	deploy/image/build-context.sh
 
 lint:
 	@rustup component list --installed 2>/dev/null | grep -q clippy && rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add clippy rustfmt
@@ -71,7 +76,13 @@ test-paperclip: package
 	  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" \
 	  CLAUDE_K8S_POLICY_FILE="$(CURDIR)/$(STAGE)/policy.yaml" $(STAGE)/paperclip.sh test
 
-test: setup-test lint test-unit test-fuzz test-cluster test-paperclip
+## Paperclip itself in the cluster: deploy/ applied on the stage (with test/stage/incluster/, the stage's overlay),
+## the real Paperclip in the pod, heartbeats with in-cluster auth; a restart of its pod mid-run.
+test-incluster: package
+	cargo build -p fake-anthropic
+	$(STAGE)/incluster.sh test
+
+test: setup-test lint test-unit test-fuzz test-cluster test-paperclip test-incluster
 
 ## The main job end to end (test/stage/demo.sh runs setup.sh demo as its first step).
 demo:

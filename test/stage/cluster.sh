@@ -322,9 +322,10 @@ paperclip_image() {
     # The system libraries of every ELF file in the install (those inside it come along with it).
     while IFS= read -r -d '' f; do
       [ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
-      for lib in $(ldd "$f" 2>/dev/null | grep -oE '/[^ ]+' | sort -u); do
+      # (Prebuilt addons for a newer glibc list "lib: version ... not found": no path to copy, and unloadable anyway.)
+      for lib in $(ldd "$f" 2>/dev/null | grep -oE '/[^ :()]+' | sort -u); do
         case $lib in "$pc"/*) continue ;; esac
-        [ -e "$r$lib" ] && continue
+        [ -e "$r$lib" ] || [ ! -f "$lib" ] && continue
         mkdir -p "$r$(dirname "$lib")"
         cp -L "$lib" "$r$lib"
       done

@@ -69,11 +69,14 @@ export async function api(method, route, body, { expect, timeoutMs = 150_000 } =
   return { status: response.status, json, text, headers: response.headers };
 }
 
-/** The fake Messages API binary on 127.0.0.1 (pods reach it through host networking). */
-export async function startFakeApi() {
+/**
+ * The fake Messages API binary on 127.0.0.1 (pods reach it through host networking), on a free port unless
+ * `listen` names one.
+ */
+export async function startFakeApi(listen = "127.0.0.1:0") {
   const bin = path.join(REPO, "target", "debug", "fake-anthropic");
   if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: cargo build -p fake-anthropic`);
-  const child = spawn(bin, ["--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(bin, ["--listen", listen], { stdio: ["ignore", "pipe", "inherit"] });
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("fake-anthropic did not print its URL within 10 s")), 10_000);
     readline.createInterface({ input: child.stdout }).once("line", (line) => {

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Paperclip itself in the cluster, on the stage: deploy/ applied as an operator applies it, with the stage's
+# overlay (test/stage/incluster/kustomization.yaml says what it changes and why); the real Paperclip runs in the
+# Deployment's pod with the adapter from its image, and talks to the API server with its service account.
+#
+#   incluster.sh images   the stage's Paperclip image (cluster.sh paperclip-image) and the adapter layer on it,
+#                         built by the stage's dockerd from deploy/image/Dockerfile (no registry anywhere)
+#   incluster.sh up       apply the overlay (kubectl 1.20's kustomize) and wait until the Paperclip pod is ready
+#   incluster.sh down     delete the Deployment and the Service and wait for the pod to go (the namespace, the
+#                         RBAC and the claim are the stage's own and stay)
+#   incluster.sh logs     the Paperclip pod's log (its init container's first)
+#   incluster.sh test [FILE...]  images, up, the suite (node:test files in test/stage/incluster/), down
+#
+# The pod is Paperclip on 127.0.0.1:3100 with its data dir /paperclip, like test/stage/paperclip.sh's server on
+# the host: `test` stops that one first (they would share the port and the database), and puts the host's
+# adapter record (/paperclip/adapter-plugins.json) back afterwards. Run under the stage lock.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OVERLAY=$HERE/incluster
+NS=paperclip
+IMAGE=local/paperclip-claude-k8s:stage
+PLUGINS=/paperclip/adapter-plugins.json
+SAVED=$ROOT/target/incluster/adapter-plugins.json.host
+
+log() { echo "[incluster.sh $(date +%T)] $*" >&2; }
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+
+stage_env() {
+  [ -f "$ROOT/target/testcluster/stage.env" ] || die "the stage is not up: make cluster-up"
+  set -a
+  # shellcheck disable=SC1091
+  source "$ROOT/target/testcluster/stage.env"
+  set +a
+  K=("$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" -n "$NS")
+}
+docker() { DOCKER_HOST=$STAGE_DOCKER_HOST command docker "$@"; }
+
+cmd_images() {
+  stage_env
+  local t0=$SECONDS base
+  base=$("$HERE/cluster.sh" paperclip-image)
+  local context
+  context=$("$ROOT/deploy/image/build-context.sh")
+  # The legacy builder of the stage's docker 20.10; no network (the Dockerfile only copies).
+  local out
+  out=$(docker build --network none -q -t "$IMAGE" --build-arg "PAPERCLIP_IMAGE=$base" "$context" 2>&1) ||
+    { echo "$out" >&2; die "docker build of $IMAGE failed"; }
+  log "images ready in $((SECONDS - t0))s: $base, $IMAGE (deploy/image/Dockerfile)"
+}
+
+pod_name() {
+  "${K[@]}" get pods -l app.kubernetes.io/component=server -o jsonpath='{.items[*].metadata.name}' 2>/dev/null
+}
+
+cmd_up() {
+  stage_env
+  local t0=$SECONDS
+  "${K[@]}" apply -k "$OVERLAY" >/dev/null
+  # The rollout waits for the startup and readiness probes (/api/health), i.e. Paperclip serves.
+  if ! "${K[@]}" rollout status deployment/paperclip --timeout=300s >/dev/null; then
+    "${K[@]}" describe pods -l app.kubernetes.io/component=server | tail -25 >&2 || true
+    cmd_logs | tail -40 >&2 || true
+    die "the Paperclip Deployment did not become ready"
+  fi
+  log "Paperclip runs in pod $(pod_name) (ready after $((SECONDS - t0))s)"
+}
+
+cmd_down() {
+  stage_env
+  "${K[@]}" delete deployment/paperclip service/paperclip --ignore-not-found --wait=true >/dev/null
+  local i
+  for i in $(seq 1 120); do
+    [ -z "$("${K[@]}" get pods -l app.kubernetes.io/component=server -o name 2>/dev/null)" ] && return 0
+    sleep 0.5
+  done
+  die "the Paperclip pod is still there 60 s after its Deployment was deleted"
+}
+
+cmd_logs() {
+  stage_env
+  local pod
+  for pod in $("${K[@]}" get pods -l app.kubernetes.io/component=server -o name 2>/dev/null); do
+    echo "--- $pod (init container register-adapter)"
+    "${K[@]}" logs "$pod" -c register-adapter 2>&1 || true
+    echo "--- $pod (paperclip)"
+    "${K[@]}" logs "$pod" -c paperclip --tail="${1:-200}" 2>&1 || true
+  done
+}
+
+restore_host_record() {
+  [ -f "$SAVED" ] || return 0
+  if [ -s "$SAVED" ]; then cp "$SAVED" "$PLUGINS"; else rm -f "$PLUGINS"; fi
+  chown 1000:1000 "$PLUGINS" 2>/dev/null || true
+  rm -f "$SAVED"
+}
+
+cmd_test() {
+  if ! "$HERE/cluster.sh" status >/dev/null 2>&1; then
+    log "the stage is not up: starting it"
+    "$HERE/cluster.sh" up
+  fi
+  stage_env
+  "$HERE/paperclip.sh" install >/dev/null
+  if "$HERE/paperclip.sh" status >/dev/null 2>&1; then
+    log "Paperclip runs on the host (port 3100, data dir /paperclip): stopping it for the in-cluster server"
+    "$HERE/paperclip.sh" stop
+  fi
+  mkdir -p "$(dirname "$SAVED")"
+  if [ -f "$PLUGINS" ]; then cp "$PLUGINS" "$SAVED"; else : >"$SAVED"; fi
+  local rc=0
+  (
+    trap 'cmd_down || true' EXIT
+    cmd_images
+    cmd_down
+    cmd_up
+    local files=("$@")
+    if ((${#files[@]} == 0)); then mapfile -t files < <(find "$OVERLAY" -maxdepth 1 -name '*.test.mjs' | sort); fi
+    eval "$("$HERE/paperclip.sh" env)"
+    PAPERCLIP_URL=http://127.0.0.1:3100 REPO_ROOT="$ROOT" PAPERCLIP_INCLUSTER=1 \
+      timeout --kill-after=10 "${PAPERCLIP_TEST_TIMEOUT:-900}" \
+      node --test --test-concurrency=1 --test-reporter=spec "${files[@]}" || {
+      local r=$?
+      log "the in-cluster suite failed (rc $r)"
+      cmd_logs 80 >&2
+      exit "$r"
+    }
+  ) || rc=$?
+  restore_host_record
+  return "$rc"
+}
+
+case "${1:-}" in
+  images) cmd_images ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  logs) cmd_logs "${2:-200}" ;;
+  test)
+    shift
+    cmd_test "$@"
+    ;;
+  *)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
