@@ -4,7 +4,7 @@ SHELL := /bin/bash
 STAGE := test/stage
 
 .PHONY: all build package adapter-image test test-unit test-fuzz test-cluster test-paperclip test-incluster \
-  cluster-up cluster-down \
+  test-browser cluster-up cluster-down \
   demo setup-demo setup-test stage-install lint bench
 
 all: build
@@ -82,7 +82,13 @@ test-incluster: package
 	cargo build -p fake-anthropic
 	$(STAGE)/incluster.sh test
 
-test: setup-test lint test-unit test-fuzz test-cluster test-paperclip test-incluster
+## The Paperclip UI in a real browser (Debian's chromium, headless, playwright-core); screenshots in target/browser.
+test-browser: package
+	cargo build -p fake-anthropic
+	set -a && source target/testcluster/stage.env && set +a && \
+	  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" $(STAGE)/paperclip.sh test test/stage/browser/*.test.mjs
+
+test: setup-test lint test-unit test-fuzz test-cluster test-paperclip test-incluster test-browser
 
 ## The main job end to end (test/stage/demo.sh runs setup.sh demo as its first step).
 demo:

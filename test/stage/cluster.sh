@@ -14,8 +14,6 @@
 #   cluster.sh restart-apiserver   stop kube-apiserver and start it again (log-resilience tests)
 #   cluster.sh sim-node up|down|status   the simulated node `sim-0` beside the real one (crates/sim-node; scale
 #                        tests): start it (building it if needed), stop it and remove its Node and pods, report
-#   cluster.sh paperclip-image     the stage's stand-in for Paperclip's image, imported into the running stage
-#                        (for test/stage/incluster.sh; prints its name)
 #
 # Env: CLAUDE_K8S_STAGE_CACHE (binaries and image tarballs, default /var/cache/claude-k8s-stage),
 #      CLAUDE_K8S_STAGE_STATE (runtime state, default /tmp/claude-k8s-stage),
@@ -285,69 +283,6 @@ load_images() {
     -c 'WORKDIR /paperclip' -c 'CMD ["/bin/sh"]' "$IMAGES/agent-$cver.tar" "$(agent_image)" >/dev/null
   docker import -c 'USER 1000:1000' -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'WORKDIR /paperclip' \
     -c 'CMD ["/bin/sh"]' "$IMAGES/replay.tar" "$REPLAY_IMAGE" >/dev/null
-}
-
-# Stage only, for the in-cluster suite (test/stage/incluster.sh): a stand-in for Paperclip's official image, which
-# cannot be pulled here. The agent image's tree (so agent Jobs that inherit it run the real claude) plus Node 24,
-# npm and the paperclipai install of test/stage/paperclip.sh at /app, with the system libraries of every native
-# part (embedded PostgreSQL, addons) found by ldd. UID 1000, HOME=/paperclip, the server bound to loopback (pods
-# use host networking here). The tarball is built once per Paperclip install; the image is imported into the
-# running stage when missing. Prints the image's name.
-paperclip_image() {
-  local pc=$CACHE/paperclip ver cver stamp tar
-  "$HERE/paperclip.sh" installed || "$HERE/paperclip.sh" install >&2
-  ver=$("$HERE/paperclip.sh" version)
-  cver=$(claude_version)
-  local name=local/paperclip:$ver
-  tar=$IMAGES/paperclip-$ver.tar
-  stamp="$(cat "$pc/.installed"); claude $cver; bash $(dpkg-query -W -f='${Version}' bash); layout 1"
-  mkdir -p "$IMAGES"
-  exec 6>"$IMAGES/.paperclip.lock"
-  flock 6
-  if [ ! -f "$tar" ] || [ "$(cat "$IMAGES/.stamp-paperclip-$ver" 2>/dev/null)" != "$stamp" ]; then
-    ensure_claude
-    log "building the stage's Paperclip image tree ($name) in $IMAGES"
-    local r=$IMAGES/paperclip-tmp f lib
-    rm -rf "$r"
-    agent_rootfs "$r"
-    copy_with_libs "$r" "$(readlink -f "$pc/node/bin/node")" /usr/local/bin/node
-    mkdir -p "$r/usr/local/lib/node_modules"
-    cp -a "$pc/npm" "$r/usr/local/lib/node_modules/npm"
-    for f in npm npx; do
-      printf '#!/bin/sh\nexec /usr/local/bin/node /usr/local/lib/node_modules/npm/bin/%s-cli.js "$@"\n' "$f" >"$r/usr/local/bin/$f"
-      chmod 0755 "$r/usr/local/bin/$f"
-    done
-    cp -a "$pc/app" "$r/app"
-    ln -s /app/node_modules/.bin/paperclipai "$r/usr/local/bin/paperclipai"
-    # The system libraries of every ELF file in the install (those inside it come along with it).
-    while IFS= read -r -d '' f; do
-      [ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
-      # (Prebuilt addons for a newer glibc list "lib: version ... not found": no path to copy, and unloadable anyway.)
-      for lib in $(ldd "$f" 2>/dev/null | grep -oE '/[^ :()]+' | sort -u); do
-        case $lib in "$pc"/*) continue ;; esac
-        [ -e "$r$lib" ] || [ ! -f "$lib" ] && continue
-        mkdir -p "$r$(dirname "$lib")"
-        cp -L "$lib" "$r$lib"
-      done
-    done < <(find "$pc/app" -type f \( -name '*.node' -o -name '*.so' -o -name '*.so.*' -o -perm -u+x \) -print0)
-    chown -R 0:0 "$r/app" "$r/usr/local"
-    chmod -R a+rX "$r/app" "$r/usr/local"
-    tar --numeric-owner -C "$r" -cf "$tar.new" .
-    mv "$tar.new" "$tar"
-    echo "$stamp" >"$IMAGES/.stamp-paperclip-$ver"
-    rm -rf "$r"
-  fi
-  # What this stage's dockerd imported (its data dies with $STATE at `down`).
-  if ! docker image inspect "$name" >/dev/null 2>&1 || [ "$(cat "$STATE/paperclip-image.stamp" 2>/dev/null)" != "$stamp" ]; then
-    log "importing $name into the stage's dockerd"
-    docker import -c 'USER 1000:1000' -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'ENV HOME=/paperclip' \
-      -c 'ENV PAPERCLIP_HOME=/paperclip' -c 'ENV LANG=C.UTF-8' -c 'ENV SHELL=/bin/bash' \
-      -c 'ENV PAPERCLIP_OPEN_ON_LISTEN=false' -c 'ENV DO_NOT_TRACK=1' -c 'WORKDIR /paperclip' \
-      -c 'CMD ["paperclipai", "onboard", "--yes", "--run", "--bind", "loopback", "--no-install-service", "--data-dir", "/paperclip"]' \
-      "$tar" "$name" >/dev/null
-    echo "$stamp" >"$STATE/paperclip-image.stamp"
-  fi
-  echo "$name"
 }
 
 # ---------------------------------------------------------------------------------------------------- up
@@ -844,9 +779,8 @@ case "${1:-}" in
   status) cmd_status ;;
   restart-apiserver) cmd_restart_apiserver ;;
   sim-node) cmd_sim_node "${2:-}" ;;
-  paperclip-image) paperclip_image ;;
   *)
-    echo "usage: $0 install|installed|build|built|up|down|status|restart-apiserver|sim-node up|down|status|paperclip-image" >&2
+    echo "usage: $0 install|installed|build|built|up|down|status|restart-apiserver|sim-node up|down|status" >&2
     exit 2
     ;;
 esac

@@ -3,8 +3,8 @@
 # overlay (test/stage/incluster/kustomization.yaml says what it changes and why); the real Paperclip runs in the
 # Deployment's pod with the adapter from its image, and talks to the API server with its service account.
 #
-#   incluster.sh images   the stage's Paperclip image (cluster.sh paperclip-image) and the adapter layer on it,
-#                         built by the stage's dockerd from deploy/image/Dockerfile (no registry anywhere)
+#   incluster.sh images   the stage's image: the agent image with the adapter layer of deploy/image/Dockerfile,
+#                         built by the stage's dockerd (no registry anywhere); Paperclip is mounted from the cache
 #   incluster.sh up       apply the overlay (kubectl 1.20's kustomize) and wait until the Paperclip pod is ready
 #   incluster.sh down     delete the Deployment and the Service and wait for the pod to go (the namespace, the
 #                         RBAC and the claim are the stage's own and stay)
@@ -18,6 +18,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OVERLAY=$HERE/incluster
+CACHE=${CLAUDE_K8S_STAGE_CACHE:-/var/cache/claude-k8s-stage}
 NS=paperclip
 IMAGE=local/paperclip-claude-k8s:stage
 PLUGINS=/paperclip/adapter-plugins.json
@@ -39,17 +40,20 @@ stage_env() {
 }
 docker() { DOCKER_HOST=$STAGE_DOCKER_HOST command docker "$@"; }
 
+# The stage's stand-in for Paperclip's image, which cannot be pulled here: the agent image (the real claude, bash,
+# busybox, UID 1000), with Node 24 and Paperclip mounted from the cache by the overlay (a hostPath, stage only),
+# and on it the adapter layer of deploy/image/Dockerfile, built by the stage's dockerd as an operator builds it.
 cmd_images() {
   stage_env
-  local t0=$SECONDS base
-  base=$("$HERE/cluster.sh" paperclip-image)
-  local context
+  local t0=$SECONDS context out
+  [ "$CACHE" = /var/cache/claude-k8s-stage ] ||
+    die "the overlay mounts Paperclip from /var/cache/claude-k8s-stage; CLAUDE_K8S_STAGE_CACHE=$CACHE is not supported here"
+  "$HERE/paperclip.sh" install >/dev/null
   context=$("$ROOT/deploy/image/build-context.sh")
   # The legacy builder of the stage's docker 20.10; no network (the Dockerfile only copies).
-  local out
-  out=$(docker build --network none -q -t "$IMAGE" --build-arg "PAPERCLIP_IMAGE=$base" "$context" 2>&1) ||
+  out=$(docker build --network none -q -t "$IMAGE" --build-arg "PAPERCLIP_IMAGE=$AGENT_IMAGE" "$context" 2>&1) ||
     { echo "$out" >&2; die "docker build of $IMAGE failed"; }
-  log "images ready in $((SECONDS - t0))s: $base, $IMAGE (deploy/image/Dockerfile)"
+  log "image ready in $((SECONDS - t0))s: $IMAGE ($AGENT_IMAGE with deploy/image/Dockerfile's layer)"
 }
 
 pod_name() {
