@@ -5,7 +5,6 @@
 // Run by `make test-browser` (test/stage/paperclip.sh test test/stage/browser/*.test.mjs). Screenshots are kept
 // in target/browser/.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -20,9 +19,12 @@ import {
   followRun,
   installAdapter,
   invokeHeartbeat,
+  kubectlJson,
   leftovers,
+  sleep,
   stageFacts,
   startFakeApi,
+  until,
 } from "../paperclip/lib/stage.mjs";
 
 const CACHE = process.env.CLAUDE_K8S_STAGE_CACHE ?? "/var/cache/claude-k8s-stage";
@@ -33,27 +35,6 @@ const SHOTS = path.join(REPO, "target", "browser");
 // #<WorkerGlobalScope> which has only a getter"): in strict mode, assigning a getter-only global throws.
 const FAILING_LINES = ["self.caches = _undefined;", "self.indexedDB = _undefined;"];
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(what, fn, timeoutMs = 120_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
-    await sleep(250);
-  }
-}
-
-function kubectlJson(facts, args) {
-  return new Promise((resolve, reject) =>
-    execFile(
-      facts.KUBECTL,
-      ["--kubeconfig", facts.KUBECONFIG_ADMIN, "-n", "paperclip", ...args, "-o", "json"],
-      { maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(JSON.parse(stdout))),
-    ),
-  );
-}
 const jobsOf = async (facts, agentId) => (await kubectlJson(facts, ["get", "jobs", "-l", `paperclip.io/agent-id=${agentId}`])).items;
 const podsOf = async (facts, agentId) => (await kubectlJson(facts, ["get", "pods", "-l", `paperclip.io/agent-id=${agentId}`])).items;
 
@@ -108,7 +89,7 @@ describe("the Paperclip UI in Chromium", { concurrency: false }, () => {
   });
 
   after(async () => {
-    await fetch(`${fake?.url}/_fake/release`, { method: "POST" }).catch(() => {});
+    await fake?.release().catch(() => {});
     await browser?.close();
     fake?.stop();
   });
@@ -181,7 +162,7 @@ describe("the Paperclip UI in Chromium", { concurrency: false }, () => {
       }, 30_000);
       assert.equal(saved.adapterType, "claude_k8s");
 
-      await fetch(`${fake.url}/_fake/hold`, { method: "POST" });
+      await fake.hold();
       const runId = await invokeHeartbeat(agent.id);
       const [job] = await until("the run's Job", async () => {
         const jobs = await jobsOf(facts, agent.id);
@@ -190,12 +171,12 @@ describe("the Paperclip UI in Chromium", { concurrency: false }, () => {
       assert.equal(job.metadata.labels["ui-test"], "from-browser");
       const claude = job.spec.template.spec.containers.find((c) => c.name === "claude");
       assert.equal(claude.resources.requests.cpu, "150m");
-      await fetch(`${fake.url}/_fake/release`, { method: "POST" });
+      await fake.release();
       const run = await followRun(runId);
       assert.equal(run.status, "succeeded", run.error ?? "");
       assert.deepEqual(await leftovers(facts, agent.id), []);
     } finally {
-      await fetch(`${fake.url}/_fake/release`, { method: "POST" }).catch(() => {});
+      await fake.release().catch(() => {});
       await page.context().close();
       await api("POST", `/agents/${agent.id}/pause`, {}).catch(() => {});
     }
@@ -229,13 +210,13 @@ describe("the Paperclip UI in Chromium", { concurrency: false }, () => {
       const pods = await podsOf(facts, agent.id);
       assert.equal(pods[0]?.status?.phase, "Running");
       await shotTranscript(page, "run-live.png");
-      await fetch(`${fake.url}/_fake/release`, { method: "POST" });
+      await fake.release();
       finished = { agent, run: await followRun(runId) };
       assert.equal(finished.run.status, "succeeded", finished.run.error ?? "");
       await page.getByText(/Watching the pod from the browser/).first().waitFor({ timeout: 30_000 });
       assert.deepEqual(await leftovers(facts, agent.id), []);
     } finally {
-      await fetch(`${fake.url}/_fake/release`, { method: "POST" }).catch(() => {});
+      await fake.release().catch(() => {});
       await page.context().close();
       await api("POST", `/agents/${agent.id}/pause`, {}).catch(() => {});
     }

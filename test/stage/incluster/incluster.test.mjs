@@ -5,7 +5,6 @@
 //
 // Run by test/stage/incluster.sh test (make test-incluster), which builds the images and applies the overlay.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import { after, before, describe, it } from "node:test";
 
@@ -15,9 +14,12 @@ import {
   createCompany,
   followRun,
   invokeHeartbeat,
+  kubectl,
+  kubectlJson as getJson,
   leftovers,
   stageFacts,
   startFakeApi,
+  until,
   version,
 } from "../paperclip/lib/stage.mjs";
 
@@ -25,29 +27,6 @@ import {
 const FAKE_LISTEN = "127.0.0.1:18431";
 const IMAGE = "local/paperclip-claude-k8s:stage";
 const SERVER = "app.kubernetes.io/name=paperclip,app.kubernetes.io/component=server";
-
-function kubectl(facts, args) {
-  return new Promise((resolve, reject) =>
-    execFile(
-      facts.KUBECTL,
-      ["--kubeconfig", facts.KUBECONFIG_ADMIN, "-n", "paperclip", ...args],
-      { maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => (err ? reject(new Error(`kubectl ${args.join(" ")}: ${stderr || err.message}`)) : resolve(stdout)),
-    ),
-  );
-}
-const getJson = async (facts, args) => JSON.parse(await kubectl(facts, [...args, "-o", "json"]));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, fn, timeoutMs = 120_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
-    await sleep(250);
-  }
-}
 
 /** The Paperclip server pod of the Deployment (the one not being deleted). */
 async function serverPod(facts) {
@@ -89,11 +68,6 @@ function auditOf(facts, user) {
     .filter((e) => e.user?.username === user);
 }
 
-async function fakeHealth(fake) {
-  return (await fetch(`${fake.url}/_fake/health`)).json();
-}
-const fakePost = (fake, what) => fetch(`${fake.url}/_fake/${what}`, { method: "POST" });
-
 describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false }, () => {
   let facts;
   let fake;
@@ -108,7 +82,7 @@ describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false 
   });
 
   after(async () => {
-    await fakePost(fake, "release").catch(() => {});
+    await fake?.release().catch(() => {});
     fake?.stop();
   });
 
@@ -143,9 +117,9 @@ describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false 
     );
     const server = await serverPod(facts);
     // Every model stream stops after its first block until released: the Job can be looked at while it runs.
-    await fakePost(fake, "hold");
+    await fake.hold();
     const runId = await invokeHeartbeat(agent.id);
-    await until("claude talks to the model from the Job's pod", async () => (await fakeHealth(fake)).held_streams > 0);
+    await until("claude talks to the model from the Job's pod", async () => (await fake.health()).held_streams > 0);
     const [job] = await jobsOf(facts, agent.id);
     assert.ok(job, "the run's Job exists");
     const spec = job.spec.template.spec;
@@ -175,7 +149,7 @@ describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false 
       `${sa} created the Job`,
     );
 
-    await fakePost(fake, "release");
+    await fake.release();
     const records = [];
     const run = await followRun(runId, { onLogRecord: (r) => records.push(r) });
     const log = records.map((r) => r.chunk).join("");
@@ -231,7 +205,7 @@ describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false 
     try {
       const oldPod = await serverPod(facts);
       const first = await invokeHeartbeat(restarted.id);
-      await until("claude talks to the model", async () => (await fakeHealth(fake)).held_streams > 0);
+      await until("claude talks to the model", async () => (await fake.health()).held_streams > 0);
       const [job] = await jobsOf(facts, restarted.id);
       const jobPods = (await getJson(facts, ["get", "pods", "-l", `job-name=${job.metadata.name}`])).items;
       assert.equal(jobPods.length, 1);
@@ -258,7 +232,7 @@ describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false 
         const log = await api("GET", `/heartbeat-runs/${second}/log?offset=0&limitBytes=1048576`);
         return (log.json?.content ?? "").includes(job.metadata.name);
       });
-      await fakePost(fake, "release");
+      await fake.release();
       const records = [];
       const run = await followRun(second, { onLogRecord: (r) => records.push(r) });
       const stdout = records.filter((r) => r.stream === "stdout").map((r) => r.chunk).join("");
@@ -275,7 +249,7 @@ describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false 
       assert.equal(processes.size, 1, "claude was started once");
       assert.deepEqual(await leftovers(facts, restarted.id), [], "no Job, pod or Lease is left");
     } finally {
-      await fakePost(fake, "release").catch(() => {});
+      await fake?.release().catch(() => {});
       await api("POST", `/agents/${restarted.id}/pause`, {}).catch(() => {});
     }
   });

@@ -280,12 +280,16 @@ async fn gc_dry_run_lists_and_gc_removes_only_what_runs_left_behind() {
     let dry = cli(&[&["gc", "--dry-run"][..], &admin[..]].concat()).await;
     assert!(dry.status.success());
     let dry = stdout(&dry);
-    for want in [
-        format!("would delete Job {done_job} (Complete)"),
-        format!("would delete Job {failed_job} (Failed)"),
-        format!("would delete orphaned run Secret {orphan}"),
-        format!("would delete stale agent Lease {stale}"),
-    ] {
+    // What gc reports, one line per object, with `verb` ("would delete" or "deleted").
+    let report = |verb: &str| {
+        [
+            format!("{verb} Job {done_job} (Complete)"),
+            format!("{verb} Job {failed_job} (Failed)"),
+            format!("{verb} orphaned run Secret {orphan}"),
+            format!("{verb} stale agent Lease {stale}"),
+        ]
+    };
+    for want in report("would delete") {
         assert!(dry.lines().any(|l| l == want), "`{want}` in:\n{dry}");
     }
     for untouched in [&live_job, &live_secret, &live_lease] {
@@ -316,12 +320,7 @@ async fn gc_dry_run_lists_and_gc_removes_only_what_runs_left_behind() {
     let real = cli(&[&["gc"][..], &admin[..]].concat()).await;
     assert!(real.status.success());
     let real = stdout(&real);
-    for want in [
-        format!("deleted Job {done_job} (Complete)"),
-        format!("deleted Job {failed_job} (Failed)"),
-        format!("deleted orphaned run Secret {orphan}"),
-        format!("deleted stale agent Lease {stale}"),
-    ] {
+    for want in report("deleted") {
         assert!(real.lines().any(|l| l == want), "`{want}` in:\n{real}");
     }
     assert!(secrets.get_opt(&orphan).await.unwrap().is_none());

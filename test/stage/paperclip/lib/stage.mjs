@@ -91,6 +91,12 @@ export async function startFakeApi(listen = "127.0.0.1:0") {
       const res = await fetch(`${url}/_fake/requests?path=/v1/messages`);
       return res.json();
     },
+    /** From now on every model stream stops after its first block, until `release()`. */
+    hold: () => fetch(`${url}/_fake/hold`, { method: "POST" }),
+    /** Lifts `hold()` and lets every held stream (also `[[fake:hold]]` ones) go on. */
+    release: () => fetch(`${url}/_fake/release`, { method: "POST" }),
+    /** `{ok, requests, held_streams, held}`. */
+    health: async () => (await fetch(`${url}/_fake/health`)).json(),
     stop() {
       child.kill("SIGTERM");
     },
@@ -241,21 +247,12 @@ export async function followRun(runId, { onLogRecord = () => {}, onStatus = () =
   }
 }
 
-/** Jobs and pods of an agent still in the cluster, via the admin kubeconfig and the stage's kubectl. */
 /**
  * The agent's Jobs, pods and Leases still in the cluster, once they are gone or 60 s passed: a normal run's result
  * goes out before its pods are gone (the adapter finishes the cleanup right after), so this waits for it.
  */
 export async function leftovers(facts, agentId) {
-  const { execFile } = await import("node:child_process");
-  const list = () =>
-    new Promise((resolve, reject) =>
-      execFile(
-        facts.KUBECTL,
-        ["--kubeconfig", facts.KUBECONFIG_ADMIN, "-n", "paperclip", "get", "jobs,pods,leases", "-l", `paperclip.io/agent-id=${agentId}`, "-o", "name"],
-        (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
-      ),
-    );
+  const list = () => kubectl(facts, ["get", "jobs,pods,leases", "-l", `paperclip.io/agent-id=${agentId}`, "-o", "name"]);
   const deadline = Date.now() + 60_000;
   for (;;) {
     const left = (await list()).split("\n").filter(Boolean);
@@ -263,3 +260,32 @@ export async function leftovers(facts, agentId) {
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Calls `fn` every 250 ms until it returns something truthy (returned), or fails naming `what` after the time. */
+export async function until(what, fn, timeoutMs = 120_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+    await sleep(250);
+  }
+}
+
+/** The stage's kubectl as admin in namespace paperclip; stdout. */
+export async function kubectl(facts, args) {
+  const { execFile } = await import("node:child_process");
+  return new Promise((resolve, reject) =>
+    execFile(
+      facts.KUBECTL,
+      ["--kubeconfig", facts.KUBECONFIG_ADMIN, "-n", "paperclip", ...args],
+      { maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => (err ? reject(new Error(`kubectl ${args.join(" ")}: ${stderr || err.message}`)) : resolve(stdout)),
+    ),
+  );
+}
+
+/** `kubectl get ... -o json`, parsed. */
+export const kubectlJson = async (facts, args) => JSON.parse(await kubectl(facts, [...args, "-o", "json"]));
