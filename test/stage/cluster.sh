@@ -290,8 +290,6 @@ start() { # name, command... (its own session, so it outlives the shell that sta
   local name=$1
   shift
   rm -f "$STATE/$name.pid"
-  # The component gets no descriptor of ours beyond stdio: an inherited lock file (the stage lock that `flock` holds
-  # around `up`, the cache locks of this script) would stay locked for as long as the component runs.
   # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
   # No descriptor beyond stdio is inherited: under `flock LOCK cluster.sh up` every daemon would keep the lock.
   # (No redirection around the loop: bash would park stderr on a descriptor above 2, the loop would close that
