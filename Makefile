@@ -67,14 +67,16 @@ test-fuzz:
 test-cluster:
 	$(STAGE)/run-cluster-tests.sh
 
-## The Paperclip end-to-end suite: the packed adapter in a real Paperclip; heartbeats run on the stage. The server
-## gets the stage's facts the way a real Deployment has them in its environment (its own pod, its credentials, the
-## operator policy).
+## The host's Paperclip gets the stage's facts the way a real Deployment has them in its environment (its own pod,
+## its credentials, the operator policy).
+PAPERCLIP_ON_STAGE := set -a && source target/testcluster/stage.env && set +a && \
+  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" \
+  CLAUDE_K8S_POLICY_FILE="$(CURDIR)/$(STAGE)/policy.yaml" $(STAGE)/paperclip.sh
+
+## The Paperclip end-to-end suite: the packed adapter in a real Paperclip; heartbeats run on the stage.
 test-paperclip: package
 	cargo build -p fake-anthropic
-	set -a && source target/testcluster/stage.env && set +a && \
-	  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" \
-	  CLAUDE_K8S_POLICY_FILE="$(CURDIR)/$(STAGE)/policy.yaml" $(STAGE)/paperclip.sh test
+	$(PAPERCLIP_ON_STAGE) test
 
 ## Paperclip itself in the cluster: deploy/ applied on the stage (with test/stage/incluster/, the stage's overlay),
 ## the real Paperclip in the pod, heartbeats with in-cluster auth; a restart of its pod mid-run.
@@ -85,8 +87,7 @@ test-incluster: package
 ## The Paperclip UI in a real browser (Debian's chromium, headless, playwright-core); screenshots in target/browser.
 test-browser: package
 	cargo build -p fake-anthropic
-	set -a && source target/testcluster/stage.env && set +a && \
-	  CLAUDE_K8S_SELF_POD="$$SELF_POD" KUBECONFIG="$$KUBECONFIG_LIMITED" $(STAGE)/paperclip.sh test test/stage/browser/*.test.mjs
+	$(PAPERCLIP_ON_STAGE) test test/stage/browser/*.test.mjs
 
 test: setup-test lint test-unit test-fuzz test-cluster test-paperclip test-incluster test-browser
 

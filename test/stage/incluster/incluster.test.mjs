@@ -6,6 +6,7 @@
 // Run by test/stage/incluster.sh test (make test-incluster), which builds the images and applies the overlay.
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import {
@@ -95,6 +96,16 @@ describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false 
     for (const absent of ["KUBECONFIG", "CLAUDE_K8S_SELF_POD"]) {
       assert.ok(!names.includes(absent), `the server has no ${absent}`);
     }
+    const policyFile = (container.env ?? []).find((e) => e.name === "CLAUDE_K8S_POLICY_FILE")?.value;
+    assert.equal(policyFile, "/etc/claude-k8s/policy.yaml", "the operator policy's file, as deploy/ sets it");
+    const policyVolume = pod.spec.volumes.find((v) => v.name === "policy");
+    assert.match(policyVolume?.configMap?.name ?? "", /^claude-k8s-policy-/, JSON.stringify(policyVolume));
+    const policyMap = await getJson(facts, ["get", "configmap", policyVolume.configMap.name]);
+    assert.equal(
+      policyMap.data["policy.yaml"],
+      fs.readFileSync(path.join(process.env.REPO_ROOT, "test/stage/policy.yaml"), "utf8"),
+      "the stage's policy replaces deploy/policy.yaml",
+    );
     const init = pod.status.initContainerStatuses.find((c) => c.name === "register-adapter");
     assert.equal(init.state.terminated?.exitCode, 0, JSON.stringify(init.state));
     const initLog = await kubectl(facts, ["logs", pod.metadata.name, "-c", "register-adapter"]);
@@ -107,6 +118,24 @@ describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false 
     assert.equal(adapter.json.packageName, "/opt/paperclip-adapter-claude-k8s");
     const listed = (await api("GET", "/adapters", undefined, { expect: 200 })).json;
     assert.ok(listed.some((a) => a.type === "claude_k8s" && a.loaded), "GET /api/adapters lists claude_k8s as loaded");
+  });
+
+  it("the operator policy mounted from its ConfigMap is in force: a config that widens beyond it is refused, nothing created", async () => {
+    const hostile = await createAgent(
+      company.id,
+      "In-cluster hostile agent",
+      agentConfig(facts, { podSpecPatch: JSON.stringify({ hostNetwork: true, hostPID: true, dnsPolicy: "ClusterFirstWithHostNet" }) }),
+    );
+    try {
+      const run = await followRun(await invokeHeartbeat(hostile.id));
+      assert.equal(run.status, "failed");
+      assert.equal(run.errorCode, "policy_denied", JSON.stringify(run).slice(0, 1000));
+      assert.match(run.error ?? "", /hostPID/);
+      assert.match(run.error ?? "", /\/etc\/claude-k8s\/policy\.yaml/, "the refusal names the operator's file");
+      assert.deepEqual(await jobsOf(facts, hostile.id), [], "no Job was created");
+    } finally {
+      await api("POST", `/agents/${hostile.id}/pause`, {}).catch(() => {});
+    }
   });
 
   it("a heartbeat runs as a Job made with the pod's own account; the Job inherits the Deployment's image, env and claim", async () => {

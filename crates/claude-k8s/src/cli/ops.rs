@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::k8s::clients::{Clients, KubeCtx};
 use crate::k8s::labels;
@@ -127,13 +127,18 @@ pub async fn logs(
     let (ended_tx, ended_rx) = watch::channel(!follow);
     let watch_pod =
         follow.then(|| tokio::spawn(signal_claude_end(pods.clone(), pod.clone(), ended_tx)));
-    let (tx, mut lines) = mpsc::channel::<String>(1024);
+    // The run's own follower, bounded the same way (lines over the limit cut behind a marker). Nothing is ever
+    // queued in its outbox: the lines go straight to stdout, which holds the follower back as it is read.
+    let max_line = settings.max_line_bytes();
+    let (outbox, _never_written) = crate::serve::outbox::outbox(usize::MAX);
+    let (tx, mut lines) = crate::run::follow::logs::channel(max_line, outbox);
     let follower = tokio::spawn(crate::run::follow::logs::follow(
         pods.clone(),
         pod.clone(),
         tx,
         ended_rx,
         settings.log_silence(),
+        max_line,
     ));
     let mut printed = 0u64;
     while let Some(line) = lines.recv().await {
