@@ -3,8 +3,10 @@
 # overlay (test/stage/incluster/kustomization.yaml says what it changes and why); the real Paperclip runs in the
 # Deployment's pod with the adapter from its image, and talks to the API server with its service account.
 #
-#   incluster.sh images   the stage's image: the agent image with the adapter layer of deploy/image/Dockerfile,
-#                         built by the stage's dockerd (no registry anywhere); Paperclip is mounted from the cache
+#   incluster.sh images   the stage's image: the agent image, a stage-only layer with the system libraries the
+#                         cached Paperclip install needs, and the adapter layer of deploy/image/Dockerfile, built
+#                         by the stage's dockerd (no registry anywhere); Paperclip is mounted from the cache
+#   incluster.sh libs DIR the stage-only layer's tree in DIR (no stage needed; `images` builds it itself)
 #   incluster.sh up       apply the overlay (kubectl 1.20's kustomize) with the stage's operator policy
 #                         (test/stage/policy.yaml) and wait until the Paperclip pod is ready
 #   incluster.sh down     delete the Deployment, the Service and the policy ConfigMap and wait for the pod to go
@@ -47,18 +49,60 @@ docker() { DOCKER_HOST=$STAGE_DOCKER_HOST command docker "$@"; }
 
 # The stage's stand-in for Paperclip's image, which cannot be pulled here: the agent image (the real claude, bash,
 # busybox, UID 1000), with Node 24 and Paperclip mounted from the cache by the overlay (a hostPath, stage only),
-# and on it the adapter layer of deploy/image/Dockerfile, built by the stage's dockerd as an operator builds it.
+# one stage-only layer with the system libraries that install needs (below), and on it the adapter layer of
+# deploy/image/Dockerfile, built by the stage's dockerd as an operator builds it.
 cmd_images() {
   stage_env
-  local t0=$SECONDS context out
+  local t0=$SECONDS context out base=local/paperclip-base:stage
   [ "$CACHE" = /var/cache/claude-k8s-stage ] ||
     die "the overlay mounts Paperclip from /var/cache/claude-k8s-stage; CLAUDE_K8S_STAGE_CACHE=$CACHE is not supported here"
   "$HERE/paperclip.sh" install >/dev/null
+  context=$ROOT/target/incluster/base-image
+  rm -rf "$context"
+  mkdir -p "$context"
+  cmd_libs "$context/rootfs"
+  printf 'ARG AGENT_IMAGE\nFROM ${AGENT_IMAGE}\nCOPY rootfs/ /\n' >"$context/Dockerfile"
+  # The legacy builder of the stage's docker 20.10; no network (both Dockerfiles only copy).
+  out=$(docker build --network none -q -t "$base" --build-arg "AGENT_IMAGE=$AGENT_IMAGE" "$context" 2>&1) ||
+    { echo "$out" >&2; die "docker build of $base failed"; }
   context=$("$ROOT/deploy/image/build-context.sh")
-  # The legacy builder of the stage's docker 20.10; no network (the Dockerfile only copies).
-  out=$(docker build --network none -q -t "$IMAGE" --build-arg "PAPERCLIP_IMAGE=$AGENT_IMAGE" "$context" 2>&1) ||
+  out=$(docker build --network none -q -t "$IMAGE" --build-arg "PAPERCLIP_IMAGE=$base" "$context" 2>&1) ||
     { echo "$out" >&2; die "docker build of $IMAGE failed"; }
-  log "image ready in $((SECONDS - t0))s: $IMAGE ($AGENT_IMAGE with deploy/image/Dockerfile's layer)"
+  log "image ready in $((SECONDS - t0))s: $IMAGE ($AGENT_IMAGE, the system libraries of the cached Paperclip, deploy/image/Dockerfile's layer)"
+}
+
+# The stage-only layer's tree in $1: what the agent image lacks for Node and Paperclip's native parts (embedded
+# PostgreSQL, image and ssh addons), i.e. every system library that ldd lists for the cached node binary and for
+# the ELF files of the cached install, copied from this machine (where the cache was installed and runs), minus
+# those the agent image already has. libstdc++ and libgcc_s are the ones Node itself needs. Libraries inside the
+# install come with its mount; a prebuilt part for a newer glibc lists "lib: version ... not found", has no path
+# to copy, and is unloadable anyway.
+cmd_libs() {
+  local r=${1:?usage: incluster.sh libs DIR} pc=$CACHE/paperclip agent have f lib n=0
+  "$HERE/paperclip.sh" installed >/dev/null 2>&1 || die "Paperclip is not installed in $pc: test/stage/paperclip.sh install"
+  # The agent image's tree, as test/stage/cluster.sh builds it (its files, to leave out).
+  agent=$CACHE/images/agent-$("$HERE/claude-cli.sh" version).tar
+  [ -f "$agent" ] || die "no agent image tree at $agent: make cluster-up"
+  have=$(tar -tf "$agent" | sed 's#^\.##')
+  mkdir -p "$r"
+  while IFS= read -r lib; do
+    [ -f "$lib" ] || continue
+    grep -qxF "$lib" <<<"$have" && continue
+    [ -e "$r$lib" ] && continue
+    mkdir -p "$r$(dirname "$lib")"
+    cp -L "$lib" "$r$lib"
+    n=$((n + 1))
+  done < <(
+    {
+      ldd "$(readlink -f "$pc/node/bin/node")"
+      find "$pc/app" -type f \( -name '*.node' -o -name '*.so' -o -name '*.so.*' -o -perm -u+x \) -print0 |
+        while IFS= read -r -d '' f; do
+          [ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] && { ldd "$f" 2>/dev/null || true; }
+        done
+    } | grep -oE '/[^ :()]+' | grep -v "^$pc/" | sort -u
+  )
+  chmod -R a+rX "$r"
+  log "$n system libraries for the cached Paperclip in $r"
 }
 
 pod_name() {
@@ -165,6 +209,7 @@ cmd_test() {
 
 case "${1:-}" in
   images) cmd_images ;;
+  libs) cmd_libs "${2:-}" ;;
   up) cmd_up ;;
   down) cmd_down ;;
   logs) cmd_logs "${2:-200}" ;;
