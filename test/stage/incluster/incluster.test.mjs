@@ -162,7 +162,13 @@ describe("Paperclip in the cluster: deploy/ on the stage", { concurrency: false 
     assert.equal(env.PAPERCLIP_API_KEY?.valueFrom?.secretKeyRef?.key !== undefined, true, "the run token as a secretKeyRef");
     const data = spec.volumes.find((v) => v.persistentVolumeClaim?.claimName === "paperclip-data");
     assert.ok(data, "the Deployment's claim");
-    assert.ok(claude.volumeMounts.some((m) => m.name === data.name && m.mountPath === "/paperclip"));
+    // The claim as the per-run view of the volume (issue 14): subPaths of it at their own paths, never the whole
+    // volume at /paperclip; HOME is the agent's own Claude home on it.
+    const onClaim = claude.volumeMounts.filter((m) => m.name === data.name);
+    assert.ok(onClaim.length > 0, JSON.stringify(claude.volumeMounts));
+    for (const m of onClaim) assert.equal(m.mountPath, `/paperclip/${m.subPath}`, JSON.stringify(m));
+    assert.match(env.HOME?.value ?? "", new RegExp(`^/paperclip/.*/claude-k8s-homes/${agent.id}$`), JSON.stringify(env.HOME));
+    assert.ok(onClaim.some((m) => m.mountPath === env.HOME.value && !m.readOnly), "the home is a writable mount of the claim");
     assert.notEqual(spec.serviceAccountName, "paperclip", "the Job does not get the server's account");
     assert.equal(spec.automountServiceAccountToken, false);
 
