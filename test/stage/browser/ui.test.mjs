@@ -142,13 +142,29 @@ describe("the Paperclip UI in Chromium", { concurrency: false }, () => {
           .locator("label", { hasText: new RegExp(`^${f.label.replace(/[()]/g, "\\$&")}$`) })
           .first()
           .locator('xpath=following-sibling::button[@data-slot="tooltip-trigger"]');
-        await trigger.hover();
-        // Radix's tooltip: the visible bubble (its role=tooltip copy is visually hidden).
-        const tip = page.locator('[data-slot="tooltip-content"]');
-        await tip.first().waitFor();
+        // Radix's tooltip: the visible bubble (its role=tooltip copy is visually hidden). It opens on a pointer move
+        // over the trigger and closes on a scroll of the pane that holds it: the scroll of the hover into view can
+        // close it as it opens, so the trigger is scrolled to first, and hovered again (from elsewhere) if no
+        // bubble shows.
+        const tip = page.locator('[data-slot="tooltip-content"]:visible');
+        await trigger.scrollIntoViewIfNeeded();
+        let shown = false;
+        for (let attempt = 0; attempt < 3 && !shown; attempt++) {
+          await page.mouse.move(0, 0);
+          await trigger.hover();
+          shown = await tip
+            .first()
+            .waitFor({ timeout: 10_000 })
+            .then(() => true)
+            .catch(() => false);
+        }
+        if (!shown) {
+          await page.screenshot({ path: path.join(SHOTS, `hint-${key}-missing.png`), fullPage: true });
+          assert.fail(`the hint of ${key} did not show on hovering its (?) three times (target/browser/hint-${key}-missing.png)`);
+        }
         assert.ok((await tip.first().innerText()).includes(f.hint), `the hint of ${key}: ${await tip.first().innerText()}`);
         await page.mouse.move(0, 0);
-        await tip.first().waitFor({ state: "detached" }).catch(() => {});
+        await page.locator('[data-slot="tooltip-content"]').first().waitFor({ state: "detached" }).catch(() => {});
       }
       await page.screenshot({ path: path.join(SHOTS, "agent-configuration.png"), fullPage: true });
 
