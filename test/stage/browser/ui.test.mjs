@@ -138,10 +138,11 @@ describe("the Paperclip UI in Chromium", { concurrency: false }, () => {
       // Each field's (?) shows its hint from the schema.
       for (const key of ["namespace", "labels", "resources.requests.cpu", "podSpecPatch", "retainJobs"]) {
         const f = schema.fields.find((x) => x.key === key);
+        // Its (?) follows the field's caption: a <label> for inputs, a <span> for toggles (retainJobs).
         const trigger = page
-          .locator("label", { hasText: new RegExp(`^${f.label.replace(/[()]/g, "\\$&")}$`) })
-          .first()
-          .locator('xpath=following-sibling::button[@data-slot="tooltip-trigger"]');
+          .getByText(f.label, { exact: true })
+          .locator('xpath=following-sibling::button[@data-slot="tooltip-trigger"]')
+          .first();
         // Radix's tooltip: the visible bubble (its role=tooltip copy is visually hidden). It opens on a pointer move
         // over the trigger and closes on a scroll of the pane that holds it: the scroll of the hover into view can
         // close it as it opens, so the trigger is scrolled to first, and hovered again (from elsewhere) if no
@@ -248,7 +249,14 @@ describe("the Paperclip UI in Chromium", { concurrency: false }, () => {
     try {
       await plain.goto(url, { waitUntil: "networkidle" });
       await plain.getByText(assistant).first().waitFor();
-      const errors = await until("the worker's error", () => plain.evaluate(() => window.__workerErrors.slice()), 30_000);
+      const errors = await until(
+        "the worker's error",
+        async () => {
+          const seen = await plain.evaluate(() => window.__workerErrors.slice());
+          return seen.length > 0 && seen;
+        },
+        30_000,
+      );
       assert.match(errors.join("\n"), /Cannot set property caches of #<WorkerGlobalScope> which has only a getter/);
       assert.ok((await plain.getByText(/"type":\s*"assistant"/).count()) > 0, "raw stream-json lines in the Nice view");
       await shotTranscript(plain, "run-nice-view-as-released.png");
