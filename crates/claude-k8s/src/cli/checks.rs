@@ -12,8 +12,9 @@ use serde::Serialize;
 pub use super::permissions::{PERMISSIONS, Permission};
 use crate::k8s::clients::Clients;
 use crate::k8s::clients::KubeCtx;
-use crate::k8s::errors::{is_not_found, status};
+use crate::k8s::errors::{Kind, is_not_found, kind};
 use crate::policy::Policy;
+use crate::run::outcome::ErrorCode;
 use crate::run::plan::invocation::is_loopback_url;
 use crate::run::prepare::config::AgentConfig;
 use crate::run::prepare::introspect::SelfPod;
@@ -100,12 +101,19 @@ async fn run_checks(
 ) {
     let config = match AgentConfig::parse(&params.config) {
         Ok(c) => c,
-        Err(e) => return out.add("invalid_config", Level::Error, e.to_string(), None),
+        Err(e) => {
+            return out.add(
+                ErrorCode::InvalidConfig.as_str(),
+                Level::Error,
+                e.to_string(),
+                None,
+            );
+        }
     };
     // Before any client is made: a refused kubeconfig is never read.
     if let Err(denied) = policy.check(&config, None) {
         return out.add(
-            crate::policy::DENIED_CODE,
+            ErrorCode::PolicyDenied.as_str(),
             Level::Error,
             denied.to_string(),
             Some(format!(
@@ -193,7 +201,7 @@ async fn check_namespace(kube: &KubeCtx, namespace: &str, explicit: bool, out: &
             format!("namespace {namespace} does not exist"),
             Some("create it, or set adapterConfig.namespace to an existing one".into()),
         ),
-        Err(e) if status(&e) == Some(403) => out.add(
+        Err(e) if kind(&e) == Kind::Forbidden => out.add(
             "k8s_namespace_unverified",
             if explicit { Level::Warn } else { Level::Info },
             format!(

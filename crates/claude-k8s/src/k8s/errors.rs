@@ -3,7 +3,10 @@
 //! 403 while other runs finish, a dropped connection).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 
 /// What the adapter was doing, for messages and RBAC hints: `create` `jobs` in API group `batch`.
 #[derive(Debug, Clone, Copy)]
@@ -45,37 +48,30 @@ pub fn kind(e: &kube::Error) -> Kind {
 
 /// The server's message with what to do about it; the error code for the result.
 pub fn describe(req: &Request, e: &kube::Error) -> (String, Option<String>) {
-    let what = format!(
-        "cannot {} {} in namespace {}",
-        req.verb, req.resource, req.namespace
+    let message = format!(
+        "cannot {} {} in namespace {}: {}",
+        req.verb,
+        req.resource,
+        req.namespace,
+        server_words(e)
     );
-    match (kind(e), e) {
-        (Kind::Forbidden, kube::Error::Api(s)) => (
-            format!("{what}: {}", s.message),
-            Some(format!(
-                "the adapter's identity lacks a permission: add to its Role in namespace {} the rule \
-                 {{apiGroups: [\"{}\"], resources: [\"{}\"], verbs: [\"{}\"]}} (deploy/role.yaml has every rule \
-                 the adapter needs); an admission policy can also refuse a request with 403",
-                req.namespace, req.group, req.resource, req.verb
-            )),
-        ),
-        (Kind::Quota, kube::Error::Api(s)) => (
-            format!("{what}: {}", s.message),
-            Some(format!(
-                "a ResourceQuota in namespace {} is used up: wait for other runs to finish, raise the quota, or \
-                 lower adapterConfig resources",
-                req.namespace
-            )),
-        ),
-        (_, kube::Error::Api(s)) => (
-            format!("{what}: {} ({} {})", s.message, s.code, s.reason),
-            None,
-        ),
-        (_, other) => (format!("{what}: {other}"), None),
-    }
+    let hint = match kind(e) {
+        Kind::Forbidden => Some(format!(
+            "the adapter's identity lacks a permission: add to its Role in namespace {} the rule \
+             {{apiGroups: [\"{}\"], resources: [\"{}\"], verbs: [\"{}\"]}} (deploy/role.yaml has every rule \
+             the adapter needs); an admission policy can also refuse a request with 403",
+            req.namespace, req.group, req.resource, req.verb
+        )),
+        Kind::Quota => Some(format!(
+            "a ResourceQuota in namespace {} is used up: wait for other runs to finish, raise the quota, or \
+             lower adapterConfig resources",
+            req.namespace
+        )),
+        _ => None,
+    };
+    (message, hint)
 }
 
-/// The error in a few words: "503 ServiceUnavailable: etcd leader changed".
 /// The HTTP status the API server answered with, if it answered at all.
 pub fn status(e: &kube::Error) -> Option<u16> {
     match e {
@@ -84,15 +80,24 @@ pub fn status(e: &kube::Error) -> Option<u16> {
     }
 }
 
-/// "cannot <what>: <the server's words>", naming the Role when the answer was 403.
+/// "cannot <what>: <the server's words>", naming the Role when the answer was 403. For requests without a
+/// [`Request`] of their own (cleanup, reads); [`describe`] gives the exact rule.
 pub fn api_error(what: &str, e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if s.code == 403 => format!(
-            "cannot {what}: {} (the adapter's service account lacks a permission; see deploy/role.yaml)",
-            s.message
+    let words = server_words(e);
+    match kind(e) {
+        Kind::Forbidden => format!(
+            "cannot {what}: {words}; the adapter's service account lacks a permission (deploy/role.yaml)"
         ),
-        kube::Error::Api(s) => format!("cannot {what}: {} ({} {})", s.message, s.code, s.reason),
-        other => format!("cannot {what}: {other}"),
+        _ => format!("cannot {what}: {words}"),
+    }
+}
+
+/// The API server's own words with its status, "etcd leader changed (503 ServiceUnavailable)", or the transport
+/// error: the one way every message of the adapter quotes an API error.
+pub fn server_words(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
     }
 }
 
@@ -101,24 +106,13 @@ pub fn is_not_found(e: &kube::Error) -> bool {
     status(e) == Some(404)
 }
 
-pub fn short(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
-        other => other.to_string(),
-    }
-}
-
-/// The first wait between tries; it doubles each time: 0.5 s, 1 s, 2 s, 4 s, 8 s.
+/// The first wait between tries; it doubles each time: 0.5 s, 1 s, 2 s, 4 s, then 8 s.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
 
-/// How long to wait before retry `attempt` (1-based), from `base`.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    base * 2u32.pow(attempt.saturating_sub(1).min(4))
-}
-
-/// Tries `op` up to `attempts` times while it fails with a transient (or quota) error, waiting [`backoff`]
-/// between tries and telling `on_retry` about each. An AlreadyExists after a retried try means the earlier try
-/// did create the object (its answer was lost): that counts as success (`Ok(None)`).
+/// Tries `op` up to `attempts` times while it fails with a transient (or quota) error, waiting `base`, doubled
+/// each time up to 16 times `base`, between tries and telling `on_retry` about each (the try that failed, its
+/// error, the wait). An AlreadyExists after a retried try means the earlier try did create the object (its answer
+/// was lost): that counts as success (`Ok(None)`).
 pub async fn with_retries<T, F, Fut>(
     attempts: u32,
     base: Duration,
@@ -129,20 +123,29 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
-    let mut attempt = 1;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(Some(v)),
-            Err(e) if attempt > 1 && kind(&e) == Kind::AlreadyExists => return Ok(None),
-            Err(e) if attempt < attempts && matches!(kind(&e), Kind::Transient | Kind::Quota) => {
-                let wait = backoff(base, attempt);
-                on_retry(attempt, &e, wait);
-                tokio::time::sleep(wait).await;
-                attempt += 1;
+    // Shared by the try and the notification (and Send: the run's future crosses threads).
+    let tries = AtomicU32::new(0);
+    let policy = ExponentialBuilder::default()
+        .with_min_delay(base)
+        .with_max_delay(base * 16)
+        .with_max_times(attempts.saturating_sub(1) as usize);
+    let attempt = || {
+        let this_try = tries.fetch_add(1, Ordering::Relaxed) + 1;
+        let answer = op();
+        async move {
+            match answer.await {
+                Ok(v) => Ok(Some(v)),
+                Err(e) if this_try > 1 && kind(&e) == Kind::AlreadyExists => Ok(None),
+                Err(e) => Err(e),
             }
-            Err(e) => return Err(e),
         }
-    }
+    };
+    attempt
+        .retry(policy)
+        .sleep(tokio::time::sleep)
+        .when(|e| matches!(kind(e), Kind::Transient | Kind::Quota))
+        .notify(|e, wait| on_retry(tries.load(Ordering::Relaxed), e, wait))
+        .await
 }
 
 #[cfg(test)]
@@ -200,7 +203,7 @@ mod tests {
         let (message, hint) = describe(&REQ, &api(403, "Forbidden", server));
         assert_eq!(
             message,
-            format!("cannot create secrets in namespace ns1: {server}")
+            format!("cannot create secrets in namespace ns1: {server} (403 Forbidden)")
         );
         let hint = hint.unwrap();
         assert!(
@@ -212,8 +215,16 @@ mod tests {
         let (message, hint) = describe(&REQ, &api(422, "Invalid", "spec is bad"));
         assert!(message.ends_with("spec is bad (422 Invalid)") && hint.is_none());
         assert_eq!(
-            short(&api(503, "ServiceUnavailable", "down")),
-            "503 ServiceUnavailable: down"
+            server_words(&api(503, "ServiceUnavailable", "down")),
+            "down (503 ServiceUnavailable)"
+        );
+        assert_eq!(
+            api_error(
+                "delete Job j",
+                &api(403, "Forbidden", "jobs \"j\" is forbidden")
+            ),
+            "cannot delete Job j: jobs \"j\" is forbidden (403 Forbidden); the adapter's service account \
+             lacks a permission (deploy/role.yaml)"
         );
     }
 
@@ -236,6 +247,28 @@ mod tests {
         .await;
         assert_eq!(r.unwrap(), Some(7));
         assert_eq!(waits, [MS, MS * 2]);
+    }
+
+    #[tokio::test]
+    async fn the_wait_doubles_up_to_sixteen_times_the_base() {
+        let mut tries = Vec::new();
+        let mut waits = Vec::new();
+        let r: Result<Option<()>, _> = with_retries(
+            8,
+            MS,
+            || async { Err(api(503, "ServiceUnavailable", "down")) },
+            |attempt, _, wait| {
+                tries.push(attempt);
+                waits.push(wait);
+            },
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(tries, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(
+            waits,
+            [MS, MS * 2, MS * 4, MS * 8, MS * 16, MS * 16, MS * 16]
+        );
     }
 
     #[tokio::test]

@@ -149,8 +149,8 @@ async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Failure> {
     let on_retry = |what: &'static str| {
         move |attempt: u32, e: &kube::Error, wait: Duration| {
             run.sink.progress(&format!(
-                "cannot {what} yet ({}); retry {attempt} of {} in {:.1} s",
-                kube_errors::short(e),
+                "cannot {what} yet: {}; retry {attempt} of {} in {:.1} s",
+                kube_errors::server_words(e),
                 CREATE_ATTEMPTS - 1,
                 wait.as_secs_f64()
             ));
