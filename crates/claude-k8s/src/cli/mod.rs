@@ -2,6 +2,7 @@
 
 pub mod checks;
 pub mod doctor;
+pub mod log_mask;
 pub mod ops;
 pub mod permissions;
 

@@ -88,7 +88,7 @@ pub async fn jobs(kubeconfig: Option<String>, namespace: Option<String>) -> Exit
 }
 
 /// Prints the claude container's log of the run whose Job is `job` (or whose run id is `job`), following it
-/// while it runs when `follow` is set. Both go through the run's own log follower
+/// while it runs when `follow` is set, with the secrets its pod was given masked ([`super::log_mask`]). Both go through the run's own log follower
 /// ([`crate::run::follow::logs::follow`]): lines decoded whole, long lines the runtime cut joined again, and a
 /// stream that breaks while claude runs (a cut connection, an API server restart, a silence longer than the
 /// settings' log silence) reopened from the last line printed, so none is lost or repeated.
@@ -119,10 +119,20 @@ pub async fn logs(
             .map(|l| l.items)
             .unwrap_or_default();
     }
-    let Some(pod) = found.into_iter().next().and_then(|p| p.metadata.name) else {
+    let Some((pod, pod_object)) = found
+        .into_iter()
+        .next()
+        .and_then(|p| Some((p.metadata.name.clone()?, p)))
+    else {
         eprintln!("claude-k8s logs: no pod for Job or run `{job}` in namespace {namespace}");
         return ExitCode::FAILURE;
     };
+    // The secrets the pod was given are masked in every line, as in the run's log in Paperclip.
+    let masker = super::log_mask::for_pod(
+        &Api::namespaced(kube.client.clone(), &namespace),
+        &pod_object,
+    )
+    .await;
     // Without --follow the follower reads what is there once; with it, until claude's container has ended.
     let (ended_tx, ended_rx) = watch::channel(!follow);
     let watch_pod =
@@ -142,7 +152,7 @@ pub async fn logs(
     ));
     let mut printed = 0u64;
     while let Some(line) = lines.recv().await {
-        println!("{line}");
+        println!("{}", masker.mask(&line));
         printed += 1;
     }
     if let Some(task) = watch_pod {

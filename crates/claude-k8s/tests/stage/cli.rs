@@ -21,10 +21,16 @@ use crate::support::{NAMESPACE, World, agent_selector};
 
 /// Runs the CLI to its end and returns what it printed.
 async fn cli(args: &[&str]) -> Output {
+    cli_with_env(args, &[]).await
+}
+
+/// Runs the CLI to its end with `env` added to its environment and returns what it printed.
+pub(crate) async fn cli_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::process::Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
             .args(args)
+            .envs(env.iter().copied())
             .kill_on_drop(true)
             .output(),
     )

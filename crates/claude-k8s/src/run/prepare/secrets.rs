@@ -207,18 +207,46 @@ fn secret_volume_values(mount: &Path) -> Vec<String> {
         else {
             continue;
         };
-        let Ok(text) = String::from_utf8(bytes) else {
-            continue;
-        };
-        out.push(text.trim().to_owned());
-        if text.trim().contains('\n') {
-            for line in text.lines() {
-                let value = line.split_once(['=', ':']).map_or(line, |(_, v)| v);
-                out.push(value.trim().trim_matches(['"', '\'']).to_owned());
-            }
+        if let Ok(text) = String::from_utf8(bytes) {
+            out.extend(secret_text_values(&text));
         }
     }
     out
+}
+
+/// The values one secret text (a Secret's key, a file of a Secret volume) holds: the trimmed text, for a multi-line
+/// text (an AWS credentials file, a `.env`) each line's value, and for a JSON document (a cloud credentials file,
+/// an MCP config) each string under a key whose name says secret, without an `Authorization` scheme word.
+pub fn secret_text_values(text: &str) -> Vec<String> {
+    let mut out = vec![text.trim().to_owned()];
+    if text.trim().contains('\n') {
+        for line in text.lines() {
+            let value = line.split_once(['=', ':']).map_or(line, |(_, v)| v);
+            out.push(value.trim().trim_matches(['"', '\'']).to_owned());
+        }
+    }
+    if let Ok(json) = serde_json::from_str::<Value>(text) {
+        secret_json_strings(&json, false, &mut out);
+    }
+    out
+}
+
+fn secret_json_strings(value: &Value, under_secret_key: bool, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if under_secret_key => {
+            let bare = ["Bearer ", "Basic ", "Token "]
+                .iter()
+                .find_map(|scheme| s.strip_prefix(scheme));
+            out.push(bare.unwrap_or(s).trim().to_owned());
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| secret_json_strings(v, under_secret_key, out)),
+        Value::Object(fields) => fields
+            .iter()
+            .for_each(|(k, v)| secret_json_strings(v, under_secret_key || is_secret_name(k), out)),
+        _ => {}
+    }
 }
 
 /// The serve process's own environment (UTF-8 variables only).
@@ -271,6 +299,27 @@ mod tests {
         ] {
             assert!(!is_secret_name(plain), "{plain}");
         }
+    }
+
+    #[test]
+    fn a_secret_text_gives_its_whole_value_its_lines_and_its_json_secrets() {
+        let got = secret_text_values("  sk-ant-whole-value\n");
+        assert_eq!(got, ["sk-ant-whole-value"]);
+        let got = secret_text_values("[default]\naws_secret_access_key = aws-line-secret\n");
+        assert!(got.iter().any(|v| v == "aws-line-secret"), "{got:?}");
+        let mcp = r#"{"mcpServers": {"paperclip": {"type": "http", "url": "http://127.0.0.1:3100/mcp",
+            "headers": {"Authorization": "Bearer mcp-run-token-value"}}}}"#;
+        let got = secret_text_values(mcp);
+        assert!(got.iter().any(|v| v == "mcp-run-token-value"), "{got:?}");
+        assert!(
+            !got.iter()
+                .any(|v| v.contains("127.0.0.1:3100/mcp") && !v.contains('{')),
+            "the URL is no secret: {got:?}"
+        );
+        let gcp = r#"{"type": "service_account", "private_key": "-----BEGIN KEY-----abc", "client_email": "x@y"}"#;
+        let got = secret_text_values(gcp);
+        assert!(got.iter().any(|v| v == "-----BEGIN KEY-----abc"), "{got:?}");
+        assert!(!got.iter().any(|v| v == "service_account"), "{got:?}");
     }
 
     #[test]
