@@ -36,5 +36,10 @@ export function isBedrockEnv(env = process.env) {
 }
 
 export function modelsFor(env = process.env) {
-  return (isBedrockEnv(env) ? BEDROCK_MODELS : ANTHROPIC_MODELS).map((m) => ({ ...m }));
+  return modelsList(isBedrockEnv(env));
+}
+
+/** The Bedrock or the Anthropic list (copies). */
+export function modelsList(bedrock) {
+  return (bedrock ? BEDROCK_MODELS : ANTHROPIC_MODELS).map((m) => ({ ...m }));
 }
