@@ -49,8 +49,8 @@ cluster-down:
 	$(STAGE)/cluster.sh down
 
 ## Unit tests: the Rust workspace (pure modules, the serve protocol against the real binary) and the npm shim.
-## The shim runs inside Paperclip, so its tests run on Paperclip's Node 24 when `make stage-install` put it there
-## (the machine's Node 20 otherwise: there the idle/retire tests of the service are known to be cancelled).
+## The shim runs inside Paperclip, so its tests run on Paperclip's Node 24 when `make stage-install` put it there,
+## else on the machine's Node (they pass on Node 20 too: the package's engines say >=20).
 PAPERCLIP_BIN := $(or $(CLAUDE_K8S_STAGE_CACHE),/var/cache/claude-k8s-stage)/paperclip/bin
 test-unit:
 	cargo test --workspace
