@@ -2,12 +2,14 @@
 //! the run before any cluster access (there is none here, so anything that got further would fail otherwise), the
 //! policy comes only from the process environment, and a bad policy stops `serve` before its handshake.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+mod common;
 
 /// A value that must never be printed: it stands for a key file the config points at.
 const FILE_SECRET: &str = "-----BEGIN PRIVATE KEY----- policy-test-3f9a1c";
@@ -15,7 +17,7 @@ const FILE_SECRET: &str = "-----BEGIN PRIVATE KEY----- policy-test-3f9a1c";
 struct Serve {
     child: Child,
     stdin: ChildStdin,
-    lines: mpsc::Receiver<Value>,
+    lines: mpsc::Receiver<String>,
 }
 
 /// The binary with a clean environment for the policy: no cluster, and only the policy variables given.
@@ -35,22 +37,12 @@ fn command(sub: &str, env: &[(&str, &str)]) -> Command {
 
 impl Serve {
     fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = command("serve", env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn claude-k8s serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take().unwrap();
+        let (child, stdin, lines) = common::spawn_with_lines(
+            command("serve", env)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
         let s = Self {
             child,
             stdin,
@@ -61,9 +53,11 @@ impl Serve {
     }
 
     fn next(&self) -> Value {
-        self.lines
+        let line = self
+            .lines
             .recv_timeout(Duration::from_secs(30))
-            .expect("a line from serve within 30 s")
+            .expect("a line from serve within 30 s");
+        serde_json::from_str(&line).unwrap()
     }
 
     /// Sends a request and returns every message of its id up to its answer, the answer last.

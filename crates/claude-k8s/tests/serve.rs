@@ -3,13 +3,15 @@
 //! sides are held to one record of the protocol.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
+
+mod common;
 
 /// The corpus files this test replays; every other file must say it was recorded on the stage.
 const REPLAYED: [&str; 11] = [
@@ -34,34 +36,25 @@ struct Serve {
 
 impl Serve {
     fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
-            .arg("serve")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .env_remove("KUBECONFIG")
-            .env_remove("CLAUDE_K8S_SELF_POD")
-            // `hello` reports Bedrock from serve's own environment.
-            .env_remove("CLAUDE_CODE_USE_BEDROCK")
-            .env_remove("ANTHROPIC_BEDROCK_BASE_URL")
-            // The operator policy lets the corpus's configs name their (missing) kubeconfig: refused by default.
-            .env(
-                "CLAUDE_K8S_POLICY",
-                r#"{"kubeconfigs": ["/nonexistent", "/nonexistent/*"]}"#,
-            )
-            .env_remove("CLAUDE_K8S_POLICY_FILE")
-            .spawn()
-            .expect("spawn claude-k8s serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
+        let (child, stdin, lines) = common::spawn_with_lines(
+            Command::new(env!("CARGO_BIN_EXE_claude-k8s"))
+                .arg("serve")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .env_remove("KUBECONFIG")
+                .env_remove("CLAUDE_K8S_SELF_POD")
+                // `hello` reports Bedrock from serve's own environment.
+                .env_remove("CLAUDE_CODE_USE_BEDROCK")
+                .env_remove("ANTHROPIC_BEDROCK_BASE_URL")
+                // The operator policy lets the corpus's configs name their (missing) kubeconfig: refused by default.
+                .env(
+                    "CLAUDE_K8S_POLICY",
+                    r#"{"kubeconfigs": ["/nonexistent", "/nonexistent/*"]}"#,
+                )
+                .env_remove("CLAUDE_K8S_POLICY_FILE"),
+        );
+        let stdin = Some(stdin);
         Self {
             child,
             stdin,
