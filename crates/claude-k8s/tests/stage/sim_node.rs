@@ -277,7 +277,9 @@ async fn longrunning(stage: &Stage) -> std::collections::BTreeMap<String, f64> {
 /// Not a test: the baseline of the scale work (issue 15). `SIM_NODE_RUNS` (default 1,000) runs at once under one
 /// serve process on the simulated node, each about 100 s long; prints the serve process's peak RSS, CPU, open
 /// descriptors and sockets, the API server's long-running requests at the peak, and the simulated node's RSS
-/// and CPU. Asserts only that every run completed with its whole transcript. Run by hand, under the stage lock:
+/// and CPU. Asserts only that every run completed with its whole transcript. More than 256 runs need
+/// `CLAUDE_K8S_MAX_RUNS` (inherited by the serve process); `CLAUDE_K8S_*_SEC` knobs pass through too. Run by hand,
+/// under the stage lock:
 /// `cargo test --release -p claude-k8s --test stage -- --ignored --nocapture sim_node::scale_baseline` (make test-cluster
 /// skips it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,8 +374,10 @@ async fn scale_baseline_on_the_simulated_node() {
         if r.result["exitCode"] == 0 && r.stdout_json() == recorded {
             complete += 1;
         } else {
+            // A request refused by serve (past CLAUDE_K8S_MAX_RUNS) has a protocol error, not a result.
             let why = r.result["errorCode"]
                 .as_str()
+                .or(r.result["protocolError"]["code"].as_str())
                 .or(r.result["errorMessage"].as_str())
                 .unwrap_or("incomplete transcript")
                 .to_owned();
