@@ -53,34 +53,36 @@ function errorText(value) {
   }
 }
 
-function contentBlocks(event) {
+/** The entries `entryOf` makes of each content block of the event's message (it returns one entry or null). */
+function blockEntries(event, entryOf) {
   var message = asRecord(event.message) || {};
-  return Array.isArray(message.content) ? message.content : [];
+  var blocks = Array.isArray(message.content) ? message.content : [];
+  var entries = [];
+  for (var i = 0; i < blocks.length; i++) {
+    var block = asRecord(blocks[i]);
+    var entry = block && entryOf(block);
+    if (entry) entries.push(entry);
+  }
+  return entries;
 }
 
 function assistantEntries(event, ts) {
-  var entries = [];
-  var blocks = contentBlocks(event);
-  for (var i = 0; i < blocks.length; i++) {
-    var block = asRecord(blocks[i]);
-    if (!block) continue;
-    if (block.type === "text") {
-      if (str(block.text, "")) entries.push({ kind: "assistant", ts: ts, text: block.text });
-    } else if (block.type === "thinking") {
-      if (str(block.thinking, "")) entries.push({ kind: "thinking", ts: ts, text: block.thinking });
-    } else if (block.type === "tool_use") {
-      var toolUseId =
-        typeof block.id === "string" ? block.id : typeof block.tool_use_id === "string" ? block.tool_use_id : undefined;
-      entries.push({
-        kind: "tool_call",
-        ts: ts,
-        name: str(block.name, "unknown"),
-        toolUseId: toolUseId,
-        input: block.input === undefined || block.input === null ? {} : block.input,
-      });
+  return blockEntries(event, function (block) {
+    if (block.type === "text") return str(block.text, "") ? { kind: "assistant", ts: ts, text: block.text } : null;
+    if (block.type === "thinking") {
+      return str(block.thinking, "") ? { kind: "thinking", ts: ts, text: block.thinking } : null;
     }
-  }
-  return entries;
+    if (block.type !== "tool_use") return null;
+    var toolUseId =
+      typeof block.id === "string" ? block.id : typeof block.tool_use_id === "string" ? block.tool_use_id : undefined;
+    return {
+      kind: "tool_call",
+      ts: ts,
+      name: str(block.name, "unknown"),
+      toolUseId: toolUseId,
+      input: block.input === undefined || block.input === null ? {} : block.input,
+    };
+  });
 }
 
 function toolResultText(content) {
@@ -95,24 +97,17 @@ function toolResultText(content) {
 }
 
 function userEntries(event, ts) {
-  var entries = [];
-  var blocks = contentBlocks(event);
-  for (var i = 0; i < blocks.length; i++) {
-    var block = asRecord(blocks[i]);
-    if (!block) continue;
-    if (block.type === "text") {
-      if (str(block.text, "")) entries.push({ kind: "user", ts: ts, text: block.text });
-    } else if (block.type === "tool_result") {
-      entries.push({
-        kind: "tool_result",
-        ts: ts,
-        toolUseId: str(block.tool_use_id, ""),
-        content: toolResultText(block.content),
-        isError: block.is_error === true,
-      });
-    }
-  }
-  return entries;
+  return blockEntries(event, function (block) {
+    if (block.type === "text") return str(block.text, "") ? { kind: "user", ts: ts, text: block.text } : null;
+    if (block.type !== "tool_result") return null;
+    return {
+      kind: "tool_result",
+      ts: ts,
+      toolUseId: str(block.tool_use_id, ""),
+      content: toolResultText(block.content),
+      isError: block.is_error === true,
+    };
+  });
 }
 
 function resultEntry(event, ts) {
