@@ -82,6 +82,20 @@ fn job_created(r: &RunRecord) -> Option<(String, SystemTime)> {
     })
 }
 
+/// When claude's `result` line arrived on the serve's stdout.
+fn result_line_at(r: &RunRecord) -> Option<SystemTime> {
+    r.logs
+        .iter()
+        .zip(&r.log_at)
+        .find_map(|((stream, chunk), at)| {
+            (stream == "stdout"
+                && chunk
+                    .lines()
+                    .any(|l| l.starts_with('{') && l.contains("\"type\":\"result\"")))
+            .then_some(*at)
+        })
+}
+
 /// Figures 1 and 5: completion latency and start overhead, with the real claude.
 pub async fn completion_and_start(runs: usize) -> (Value, Value) {
     let mut world = World::start().await;
@@ -99,16 +113,31 @@ pub async fn completion_and_start(runs: usize) -> (Value, Value) {
 
     let (mut after_watch, mut after_finished, mut to_job, mut to_running) =
         (vec![], vec![], vec![], vec![]);
+    let (mut after_result_line, mut after_final_request) = (vec![], vec![]);
     for i in 0..runs {
         let mut p = world
             .stage
             .params(&agent, &config, "Say [[fake:text done]]", None);
         p["runId"] = json!(format!("run-{i}-{agent}"));
+        let earlier = world.fake.message_requests().len();
         let sent = SystemTime::now();
         let run = world.serve.execute(&p).await;
         assert_eq!(run.result["exitCode"], 0, "{:#}", run.result);
         let (job, created) = job_created(&run).expect("the run reports its Job");
         let done = run.result_at.unwrap();
+        if let Some(at) = result_line_at(&run) {
+            after_result_line.push(secs_between(at, done));
+        }
+        // The fake's scripted reply is sent at once: its final request's arrival is when the final reply began.
+        if let Some(last) = world
+            .fake
+            .message_requests()
+            .get(earlier..)
+            .and_then(|r| r.last())
+        {
+            let at = UNIX_EPOCH + Duration::from_millis(last.received_at_unix_ms);
+            after_final_request.push(secs_between(at, done));
+        }
         to_job.push(secs_between(sent, created) * 1000.0);
         let t = times.lock().unwrap();
         if let Some(running) = t.running.get(&job) {
@@ -123,7 +152,9 @@ pub async fn completion_and_start(runs: usize) -> (Value, Value) {
     }
     world.finish().await;
     (
-        json!({"after_watch_sees_termination_s": stats(after_watch), "after_finished_at_s": stats(after_finished)}),
+        json!({"after_watch_sees_termination_s": stats(after_watch), "after_finished_at_s": stats(after_finished),
+               "after_result_line_s": stats(after_result_line),
+               "after_final_request_s": stats(after_final_request)}),
         json!({"execute_to_job_created_ms": stats(to_job), "first_run_execute_to_job_created_ms": cold_create,
                "execute_to_pod_running_s": stats(to_running)}),
     )

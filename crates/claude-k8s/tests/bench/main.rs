@@ -128,3 +128,35 @@ async fn bench() {
         md.display()
     );
 }
+
+/// The lengths of `BENCH_LENGTHS` (seconds, comma-separated), else `default`.
+fn lengths(default: &[u64]) -> Vec<u64> {
+    std::env::var("BENCH_LENGTHS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+/// One figure alone, printed and not written (to measure a change without the whole bench):
+/// `cargo test -p claude-k8s --test bench -- --ignored --nocapture requests_only` (`BENCH_LENGTHS=10,60`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark on the real stage"]
+async fn requests_only() {
+    let requests = api_requests(&lengths(&[10, 60])).await;
+    println!("{}", serde_json::to_string_pretty(&requests).unwrap());
+}
+
+/// The completion and start figures alone, printed (`BENCH_RUNS`, default 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark on the real stage"]
+async fn completion_only() {
+    let runs = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let (completion, start) = completion_and_start(runs).await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({"completion": completion, "start": start})).unwrap()
+    );
+}
