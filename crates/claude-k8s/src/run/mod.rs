@@ -90,10 +90,11 @@ pub async fn execute(
                 .as_deref()
                 .unwrap_or_default()
         ));
-        // The retry's Job has the same name: the first one must be gone first.
+        // The retry's Job and Secret have the same names: the first ones must be gone first.
         if let Some(job) = &attempt.leftover {
             cleanup::await_pods_gone(&run, job).await;
         }
+        cleanup::remove_run_secret(&run, claim.job()).await;
         retry = true;
         planned = match plan_attempt(&run, None) {
             Ok(planned) => planned,
@@ -168,7 +169,7 @@ async fn attempt(
     if cancel.is_cancelled() {
         return Attempt::early(outcome::cancelled(false, jiff::Timestamp::now()));
     }
-    let job = match launch::launch(run, claim.job(), claim.target(), planned).await {
+    let job = match launch::launch(run, claim, planned).await {
         Ok(job) => job,
         Err(failed) => return Attempt::early(failed.into()),
     };

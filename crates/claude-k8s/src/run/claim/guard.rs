@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 
@@ -186,6 +186,7 @@ pub enum GuardError {
 pub struct AgentLock {
     api: Api<Lease>,
     name: String,
+    uid: Option<String>,
     resource_version: Option<String>,
 }
 
@@ -268,6 +269,21 @@ pub async fn acquire(
 }
 
 impl AgentLock {
+    /// The Lease as the owner of the run's Secret, set when the Secret is created: the garbage collector deletes the
+    /// Secret once the Lease is released, with no request of the run's own (and none to give it an owner later). A
+    /// stale Lease taken over keeps its uid, so the Secret of a run whose process died goes when the next run of the
+    /// agent releases the Lease (or `claude-k8s gc` deletes the stale Lease). `None` if the API server gave no uid.
+    pub fn owner_reference(&self) -> Option<OwnerReference> {
+        Some(OwnerReference {
+            api_version: "coordination.k8s.io/v1".into(),
+            kind: "Lease".into(),
+            name: self.name.clone(),
+            uid: self.uid.clone()?,
+            controller: Some(false),
+            block_owner_deletion: Some(false),
+        })
+    }
+
     /// Gives the Lease up, unless someone already took it over (the resourceVersion precondition).
     pub async fn release(self) {
         let dp = DeleteParams {
@@ -292,6 +308,7 @@ fn lock(api: &Api<Lease>, name: String, lease: &Lease) -> AgentLock {
     AgentLock {
         api: api.clone(),
         name,
+        uid: lease.metadata.uid.clone(),
         resource_version: lease.metadata.resource_version.clone(),
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ListParams;
 
 use crate::k8s::errors::api_error;
@@ -117,6 +118,11 @@ impl<'a> Claim<'a> {
 
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The agent's Lease as the owner of the run Secret ([`AgentLock::owner_reference`]).
+    pub fn secret_owner(&self) -> Option<OwnerReference> {
+        self.lock.as_ref()?.owner_reference()
     }
 
     /// Gives the agent's Lease up. The run's Job is deleted (or done and kept) by now: the agent's next run may

@@ -3,7 +3,8 @@
 //!   each with its termination grace (`graceSec`), so claude gets SIGTERM, then SIGKILL. Also how the adapter
 //!   stops claude (timeout, hang after the result).
 //! - [`after_exit`]: claude ended by itself. Before the result is reported the Job is removed (or, with
-//!   `retainJobs`, marked as reported) and so is the run Secret, so the agent's next run is not held up by it.
+//!   `retainJobs`, marked as reported), so the agent's next run is not held up by it. The run Secret goes with the
+//!   agent's Lease, its owner, when the claim is released: the garbage collector deletes it, no request of ours.
 //! - [`after_stop`]: the run was stopped (cancel, timeout, failure): the Job is removed with `graceSec` whatever
 //!   `retainJobs` says, and the result waits until its pods are gone.
 //! - [`await_pods_gone`]: waits until the Job's pods are gone. A kubelet or container runtime can get stuck
@@ -96,13 +97,15 @@ impl Abandoned {
     }
 }
 
-/// Claude ended by itself: the Job and its run Secret are removed (or, with `retainJobs`, the Job is kept and
-/// marked as reported). Returns the Job whose pods are still to be waited for ([`await_pods_gone`]), off the
-/// result's path.
+/// Claude ended by itself: the Job is removed (or, with `retainJobs`, kept and marked as reported); its run
+/// Secret goes with the agent's Lease (deleted here by name only when it has no such owner). Returns the Job whose
+/// pods are still to be waited for ([`await_pods_gone`]), off the result's path.
 pub async fn after_exit(run: &Prepared<'_>, job: &JobRef) -> Option<JobRef> {
+    if !job.secret_owned {
+        remove_run_secret(run, &job.name).await;
+    }
     if !run.config.retain_jobs {
         remove_job(run, &job.name, None).await;
-        remove_run_secret(run, &job.name).await;
         return Some(job.clone());
     }
     run.sink.progress(&format!(
@@ -152,9 +155,9 @@ pub async fn await_pods_gone(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
     wait_or_force(run, job, grace).await
 }
 
-/// The Job owns its run Secret (garbage collection removes it too); deleting it by name is quicker and also
-/// covers a Secret whose owner reference could not be set.
-async fn remove_run_secret(run: &Prepared<'_>, job_name: &str) {
+/// Deletes the run Secret by name now, without waiting for the garbage collector to follow its owner: a stopped
+/// run, an adopted Job's, and before the retry of an unknown session (whose Secret has the same name).
+pub async fn remove_run_secret(run: &Prepared<'_>, job_name: &str) {
     let _ = run
         .api::<Secret>()
         .delete(&labels::run_secret_name(job_name), &DeleteParams::default())

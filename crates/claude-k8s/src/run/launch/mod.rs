@@ -1,18 +1,19 @@
-//! Launch: create the run Secret and the Job (retrying what passes), make the Job own its Secret, or take up the
-//! adopted Job instead. Either way the run gets a [`JobRef`]: the Job and the selector of its own pods.
+//! Launch: create the run Secret, owned by the agent's Lease from its creation (the garbage collector removes it
+//! once the Lease is released), and the Job (retrying what passes), or take up the adopted Job instead. Either
+//! way the run gets a [`JobRef`]: the Job and the selector of its own pods.
 
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::confined::SafeDir;
 use crate::k8s::errors::{self as kube_errors, api_error};
 use crate::k8s::labels;
-use crate::run::claim::Target;
+use crate::run::claim::{Claim, Target};
 use crate::run::outcome::{ErrorCode, Failure, failure, failure_with_hint};
 use crate::run::plan::invocation::Invocation;
 use crate::run::plan::{Planned, RunManifests};
@@ -26,22 +27,27 @@ pub struct JobRef {
     pub name: String,
     pub uid: String,
     pub pods: String,
+    /// The run Secret goes with the agent's Lease (its owner) when the claim is released; otherwise cleanup
+    /// deletes it by name (an adopted Job's, or one created without an owner).
+    pub secret_owned: bool,
 }
 
 /// How many times a create is tried when the API server answers with a transient error.
 const CREATE_ATTEMPTS: u32 = 5;
 
-/// Creates the planned Job (or takes up the adopted `job`); a failure is the run's result.
+/// Creates the planned Job (or takes up the adopted one) of the claim; a failure is the run's result.
 pub async fn launch(
     run: &Prepared<'_>,
-    job: &str,
-    target: &Target,
+    claim: &Claim<'_>,
     planned: &Planned,
 ) -> Result<JobRef, Failure> {
-    let uid = match target {
+    let job = claim.job();
+    let owner = claim.secret_owner();
+    let secret_owned = owner.is_some() && *claim.target() == Target::Create;
+    let uid = match claim.target() {
         Target::Create => {
             confine_view(run).await?;
-            create(run, &planned.manifests)
+            create(run, &planned.manifests, owner)
                 .await?
                 .metadata
                 .uid
@@ -63,6 +69,7 @@ pub async fn launch(
         name: job.to_owned(),
         pods: labels::pods_of(&uid),
         uid,
+        secret_owned,
     })
 }
 
@@ -133,8 +140,13 @@ pub fn invocation_meta(inv: &Invocation, job_name: &str, namespace: &str) -> Val
     })
 }
 
-/// Creates the run Secret, then the Job, then makes the Job own the Secret so garbage collection removes it.
-async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Failure> {
+/// Creates the run Secret, owned by `owner` (the agent's Lease), then the Job. The Secret exists before the pod
+/// that mounts it, and has its owner from the start: no later request gives it one.
+async fn create(
+    run: &Prepared<'_>,
+    m: &RunManifests,
+    owner: Option<OwnerReference>,
+) -> Result<Job, Failure> {
     let secrets = run.api::<Secret>();
     let jobs = run.api::<Job>();
     let pp = PostParams::default();
@@ -156,10 +168,12 @@ async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Failure> {
             ));
         }
     };
+    let mut secret = m.secret.clone();
+    secret.metadata.owner_references = owner.map(|o| vec![o]);
     let created = kube_errors::with_retries(
         CREATE_ATTEMPTS,
         kube_errors::BACKOFF_BASE,
-        || secrets.create(&pp, &m.secret),
+        || secrets.create(&pp, &secret),
         on_retry("create the run Secret"),
     )
     .await;
@@ -203,22 +217,6 @@ async fn create(run: &Prepared<'_>, m: &RunManifests) -> Result<Job, Failure> {
         "Job {job_name} created in namespace {}",
         run.namespace
     ));
-    let owner = OwnerReference {
-        api_version: "batch/v1".into(),
-        kind: "Job".into(),
-        name: job.metadata.name.clone().unwrap_or_default(),
-        uid: job.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(false),
-        block_owner_deletion: Some(false),
-    };
-    let patch = json!({"metadata": {"ownerReferences": [owner]}});
-    if let Err(e) = secrets
-        .patch(&secret_name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        // Not fatal: cleanup deletes the Secret by name, and `claude-k8s gc` by label.
-        tracing::warn!(error = %e, secret = %secret_name, "cannot give the run Secret an owner");
-    }
     Ok(job)
 }
 
