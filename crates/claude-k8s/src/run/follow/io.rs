@@ -69,6 +69,12 @@ pub enum Input {
     JobGone,
     /// A line of claude's stdout.
     Line(String),
+    /// The container shell's line after claude exited, with the exit code it names
+    /// ([`super::logs::EXIT_LINE_PREFIX`]). The agent can print the same line: a hint, never proof.
+    ExitLine(i32),
+    /// The exit probe's stream ended by itself ([`super::logs::Tail::Probe`]): the kubelet no longer saw the
+    /// container running.
+    ProbeEnded,
     /// The log follower delivered everything it will.
     LogEnded,
     /// Time passed: a deadline may be due.
@@ -93,8 +99,14 @@ pub enum Action {
     Warn(String),
     /// Start following the claude container's log in this pod.
     FollowLog(String),
-    /// The container has ended (or the run gives up on it): the log follower reads the tail and ends.
+    /// The run is ending: the log follower reads on until its stream ends, reads the tail and ends.
     EndLog,
+    /// Follows [`Action::EndLog`] when the claude container's end is known (its terminated state): its log is
+    /// complete, so the follower reads the tail at once instead of waiting for its stream to end.
+    ReadTail,
+    /// Claude's shell printed its exit line after a successful result: the follower opens the exit probe
+    /// ([`super::logs::Tail::Probe`]), answered with [`Input::ProbeEnded`] if the kubelet ends it.
+    ProbeExit,
     /// The log's tail did not come in time: abandon the follower.
     AbortLog,
     /// Stop claude: delete the Job (its pod gets `graceSec`).

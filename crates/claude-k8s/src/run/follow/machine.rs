@@ -3,7 +3,13 @@
 //! returns the [`Action`]s the driver performs (forward a line, print progress, start or end the log follower,
 //! stop claude, look something up, finish). The driver is in [`super`]; it owns no decision.
 //!
-//! The run ends on the claude container's terminated state, never on the log stream ending. Stopping is the
+//! The run ends on the claude container's terminated state, never on a log stream ending by itself, with one
+//! exception that cannot make the result wrong ([`Follow::exited_by_log`]): claude printed a successful final
+//! `result`, its container shell then printed its exit line with code 0 (a hint the agent could forge), and the
+//! exit probe the machine then asked for, a log stream opened after that line, was ended by the kubelet, which
+//! does so only once the container no longer runs. A successful result does not depend on the container's exit
+//! code or reason (the outcome reports exit code 0 for it whatever they are), so the run ends there, about a
+//! second before the terminated state reaches the API. Stopping is the
 //! adapter's own: at `timeoutSec`, and when claude printed its final `result` line but has not exited
 //! `result_grace` later, the Job is deleted (claude gets SIGTERM, then SIGKILL after `graceSec`) and the machine
 //! keeps reading lines until the container has ended, so its last lines are in the result. A Job or pod deleted by
@@ -95,6 +101,12 @@ pub struct Follow {
     log_started: bool,
     /// The log follower delivered everything (normally only after the container ended).
     log_ended: bool,
+    /// The last line of the log was the container shell's exit line, with this code (any later line clears it).
+    exit_line: Option<i32>,
+    /// The exit probe was asked for (once per run).
+    probe_asked: bool,
+    /// The claude container's terminated state was seen.
+    container_ended: bool,
 }
 
 impl Follow {
@@ -116,6 +128,9 @@ impl Follow {
             pod_name: None,
             log_started: false,
             log_ended: false,
+            exit_line: None,
+            probe_asked: false,
+            container_ended: false,
         }
     }
 
@@ -163,8 +178,11 @@ impl Follow {
     /// Feeds one input at `now`; returns what to do, in order. Deadlines due at `now` fire in the same step.
     pub fn step(&mut self, input: Input, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        if matches!(input, Input::LogEnded) {
-            self.log_ended = true;
+        match input {
+            Input::LogEnded => self.log_ended = true,
+            // The shell's line is the adapter's: never forwarded nor part of the transcript.
+            Input::ExitLine(code) => self.exit_line = Some(code),
+            _ => {}
         }
         match &self.phase {
             Phase::Done => {}
@@ -195,6 +213,13 @@ impl Follow {
                     (true, at) => at,
                     (false, _) => None,
                 };
+            }
+            Input::ExitLine(0) if self.exit_hint_counts() && !self.probe_asked => {
+                self.probe_asked = true;
+                out.push(Action::ProbeExit);
+            }
+            Input::ProbeEnded if self.exit_hint_counts() && self.exit_line == Some(0) => {
+                self.exited_by_log(now, out)
             }
             Input::Pod(pod) => self.pod(&pod, now, out),
             Input::PodGone => match self.stopping() {
@@ -229,6 +254,8 @@ impl Follow {
             // Only the container's state ends the run (a log that ended is not waited for then).
             Input::JobGone
             | Input::LogEnded
+            | Input::ExitLine(_)
+            | Input::ProbeEnded
             | Input::Tick
             | Input::Events(_)
             | Input::JobLookedUp { .. } => {}
@@ -254,11 +281,13 @@ impl Follow {
             self.phase = Phase::Running;
         }
         if let Some(end) = view.claude_end {
+            self.container_ended = true;
             return match self.stopping() {
                 Some(cause) => self.end(cause.ending(Some(end)), now, out),
                 None if view.deleting => {
                     // The container has ended: its tail can be read while the lookup runs.
                     out.push(Action::EndLog);
+                    out.push(Action::ReadTail);
                     self.resolve(Lookup::Deletion { end: Some(end) }, out)
                 }
                 None => self.end(Ending::Exited(end), now, out),
@@ -296,6 +325,7 @@ impl Follow {
             Input::Line(line) => self.forward(line, out),
             Input::Pod(pod) => {
                 if let Some(end) = pod_state::view(&pod, &self.limits.pod).claude_end {
+                    self.container_ended = true;
                     let failure = job_deleted_failure(&self.job, Some(&end));
                     self.end(Ending::Failed(failure), now, out);
                 }
@@ -440,6 +470,9 @@ impl Follow {
     /// The ending is known: the log follower reads the tail (if it ever started), then the machine finishes.
     fn end(&mut self, ending: Ending, now: Instant, out: &mut Vec<Action>) {
         out.push(Action::EndLog);
+        if self.container_ended && self.log_started && !self.log_ended {
+            out.push(Action::ReadTail);
+        }
         self.phase = Phase::Draining {
             ending,
             until: now + LOG_DRAIN_TIMEOUT,
@@ -467,7 +500,41 @@ impl Follow {
         out.push(Action::Finish(ending));
     }
 
+    /// Whether the shell's exit line may end the run early: claude runs (nobody is stopping or deleting it) and
+    /// its final `result` says success, so that the result does not depend on how the container ended.
+    fn exit_hint_counts(&self) -> bool {
+        let t = &self.transcript;
+        self.phase == Phase::Running
+            && self.pod_deleting_until.is_none()
+            && t.awaiting_exit
+            && t.subtype() == Some("success")
+            && !t.is_error()
+    }
+
+    /// Claude has exited, known from its log: after its successful result the shell's exit line (code 0) was the
+    /// last line, and the kubelet ended the exit probe, opened after that line, because the container no longer
+    /// runs. The probe read the log to its end, so nothing is left to read. The code is the shell's (the agent
+    /// could have printed the line itself); a successful result reports exit code 0 whatever the container's, so
+    /// what the user sees is the same as after the terminated state, a second sooner.
+    fn exited_by_log(&mut self, now: Instant, out: &mut Vec<Action>) {
+        out.push(Action::Progress(format!(
+            "pod {}: claude exited with code 0; the kubelet ended its log (the container has stopped)",
+            self.pod_name.as_deref().unwrap_or("?")
+        )));
+        out.push(Action::AbortLog);
+        self.phase = Phase::Draining {
+            ending: Ending::Exited(ContainerEnd {
+                exit_code: 0,
+                reason: Some("Completed".into()),
+                ..Default::default()
+            }),
+            until: now,
+        };
+        self.finish(out);
+    }
+
     fn forward(&mut self, line: String, out: &mut Vec<Action>) {
+        self.exit_line = None;
         self.transcript.push_line(&line);
         out.push(Action::Forward(line));
     }

@@ -18,6 +18,7 @@ use crate::k8s::watches::Change;
 use crate::run::cleanup;
 use crate::run::launch::JobRef;
 use crate::run::prepare::Prepared;
+use logs::{LogEvent, Tail};
 use machine::{Action, Follow, Input};
 pub use machine::{Ending, Limits};
 use stream_json::Transcript;
@@ -59,7 +60,7 @@ pub async fn follow(
     let mut machine = Follow::new(&job.name, limits, std::time::Instant::now());
     let mut lines: Option<logs::Lines> = None;
     let mut log_task: Option<tokio::task::JoinHandle<u64>> = None;
-    let (log_end_tx, log_end_rx) = watch::channel(false);
+    let (tail_tx, tail_rx) = watch::channel(Tail::Follow);
     let mut cancel_seen = false;
     let mut answers = Vec::new();
     loop {
@@ -72,8 +73,10 @@ pub async fn follow(
                 }
                 _ = sleep_until(machine.next_deadline()) => Input::Tick,
                 Some(input) = cluster.next() => input,
-                line = next_line(&mut lines) => match line {
-                    Some(line) => Input::Line(line),
+                event = next_event(&mut lines) => match event {
+                    Some(LogEvent::Line(line)) => Input::Line(line),
+                    Some(LogEvent::Exit(code)) => Input::ExitLine(code),
+                    Some(LogEvent::ProbeEnded) => Input::ProbeEnded,
                     None => {
                         lines = None;
                         Input::LogEnded
@@ -90,17 +93,23 @@ pub async fn follow(
                     let max_line = run.settings.max_line_bytes();
                     let (tx, rx) = logs::channel(max_line, run.sink.outbox().clone());
                     lines = Some(rx);
-                    log_task = Some(tokio::spawn(logs::follow(
+                    log_task = Some(tokio::spawn(logs::follow_run(
                         run.api(),
                         pod,
                         tx,
-                        log_end_rx.clone(),
+                        tail_rx.clone(),
                         run.settings.log_silence(),
                         max_line,
                     )));
                 }
                 Action::EndLog => {
-                    let _ = log_end_tx.send(true);
+                    tail_tx.send_if_modified(|t| advance(t, Tail::Drain));
+                }
+                Action::ReadTail => {
+                    tail_tx.send_if_modified(|t| advance(t, Tail::Now));
+                }
+                Action::ProbeExit => {
+                    tail_tx.send_if_modified(|t| advance(t, Tail::Probe));
                 }
                 Action::AbortLog => {
                     if let Some(task) = log_task.take() {
@@ -125,9 +134,24 @@ pub async fn follow(
     }
 }
 
-async fn next_line(lines: &mut Option<logs::Lines>) -> Option<String> {
+/// Moves the follower's [`Tail`] on to `to`, never back (follow → probe → drain → now); whether it changed.
+fn advance(tail: &mut Tail, to: Tail) -> bool {
+    let rank = |t: Tail| match t {
+        Tail::Follow => 0,
+        Tail::Probe => 1,
+        Tail::Drain => 2,
+        Tail::Now => 3,
+    };
+    let moved = rank(to) > rank(*tail);
+    if moved {
+        *tail = to;
+    }
+    moved
+}
+
+async fn next_event(lines: &mut Option<logs::Lines>) -> Option<LogEvent> {
     match lines {
-        Some(rx) => rx.recv().await,
+        Some(rx) => rx.recv_event().await,
         None => std::future::pending().await,
     }
 }

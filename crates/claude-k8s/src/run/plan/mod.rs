@@ -38,6 +38,9 @@ use crate::run::prepare::pod_facts::{DATA_MOUNT_PATH, PodFacts, SERVER_SECRET_EN
 use crate::run::prepare::view::View;
 
 pub const CLAUDE_CONTAINER: &str = "claude";
+/// What the claude container's shell prints, on a line of its own followed by claude's exit code, once claude has
+/// exited ([`claude_script`]).
+pub const EXIT_LINE_PREFIX: &str = "[claude-k8s] claude exited: ";
 pub const PROMPT_CONTAINER: &str = "write-prompt";
 pub const AGENT_UID: i64 = 1000;
 const PROMPT_DIR: &str = "/var/run/claude-k8s/prompt";
@@ -235,11 +238,10 @@ fn claude_container(
         name: CLAUDE_CONTAINER.into(),
         image: Some(image),
         image_pull_policy: Some(config.image_pull_policy.clone()),
-        // `exec` hands the shell's PID to claude: its exit code and signals are the container's.
         command: Some(vec![
             "sh".into(),
             "-c".into(),
-            format!("exec claude \"$@\" < {PROMPT_DIR}/prompt.txt"),
+            claude_script(),
             "claude".into(),
         ]),
         args: Some(input.invocation.args.clone()),
@@ -265,6 +267,24 @@ fn claude_container(
         }),
         ..Default::default()
     }
+}
+
+/// The claude container's shell (PID 1): runs claude with the prompt on stdin, passes the kubelet's SIGTERM on to
+/// it, waits for it and, once it has exited, prints [`EXIT_LINE_PREFIX`] and its exit code on a line of its own,
+/// then exits with that code (128 + the signal when claude was killed by one, as `exec` would have made it). The
+/// line tells the adapter the moment claude exited, about a second before the kubelet reports the container's
+/// end; the agent can print the same line, so it is only ever a hint (see `follow::machine`). POSIX sh only: the
+/// image's shell may be busybox, dash or bash.
+fn claude_script() -> String {
+    format!(
+        "trap 'stop=1; [ -z \"$pid\" ] || kill -TERM \"$pid\" 2>/dev/null' TERM\n\
+         claude \"$@\" < {PROMPT_DIR}/prompt.txt &\n\
+         pid=$!\n\
+         [ -z \"$stop\" ] || kill -TERM \"$pid\" 2>/dev/null\n\
+         while wait \"$pid\"; code=$?; kill -0 \"$pid\" 2>/dev/null; do :; done\n\
+         printf '%s%s\\n' '{EXIT_LINE_PREFIX}' \"$code\"\n\
+         exit \"$code\"\n"
+    )
 }
 
 /// The pod: never restarted, UID 1000, no Kubernetes identity unless the operator names one.

@@ -119,9 +119,13 @@ fn job_fields_use_the_exact_kubernetes_names() {
     assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
     assert_eq!(c["resources"]["requests"]["cpu"], "1000m");
     assert_eq!(c["resources"]["limits"]["memory"], "8Gi");
-    assert_eq!(
-        c["command"][2],
-        "exec claude \"$@\" < /var/run/claude-k8s/prompt/prompt.txt"
+    // The shell waits for claude (no `exec`): it prints the exit line once claude has exited.
+    let script = c["command"][2].as_str().unwrap();
+    assert!(
+        script.contains("claude \"$@\" < /var/run/claude-k8s/prompt/prompt.txt &")
+            && script.contains("[claude-k8s] claude exited: ")
+            && script.ends_with("exit \"$code\"\n"),
+        "{script}"
     );
     assert_eq!(c["args"][0], "--print");
     assert!(

@@ -276,6 +276,7 @@ fn started(limits: Limits) -> Run {
 
 mod cancel;
 mod deletes;
+mod exit;
 mod normal;
 mod startup;
 mod stops;
