@@ -588,6 +588,10 @@ pub async fn follow_run(
     let mut assembler = Assembler::new(max_line);
     let mut probe = ProbeStage::NotAsked;
     loop {
+        if probe == ProbeStage::NotAsked && *tail.borrow() == Tail::Probe {
+            // Asked for while no stream was open.
+            probe = ProbeStage::Due;
+        }
         if probe == ProbeStage::Due {
             // The runtime marks the container stopped a moment after the shell's exit line.
             let _ = tokio::time::timeout(
@@ -692,11 +696,10 @@ pub async fn follow_run(
         // or the connection was cut (reopen after a short backoff, unless termination arrives first).
         if matches!(*tail.borrow(), Tail::Follow | Tail::Probe) {
             let delay = delay.unwrap_or_else(|| backoff.next().unwrap_or(Duration::from_secs(5)));
-            let ended = tokio::time::timeout(
-                delay,
-                tail.wait_for(|t| matches!(t, Tail::Drain | Tail::Now)),
-            )
-            .await;
+            let may_probe = probe == ProbeStage::NotAsked;
+            let asked =
+                |t: &Tail| matches!(t, Tail::Drain | Tail::Now) || (may_probe && *t == Tail::Probe);
+            let ended = tokio::time::timeout(delay, tail.wait_for(asked)).await;
             if let Ok(Err(_)) = ended {
                 // The driver is gone.
                 return delivered;

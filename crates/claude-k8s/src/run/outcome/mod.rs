@@ -1,7 +1,9 @@
 //! The run's result for Paperclip, from how the claude container ended and what Claude printed. Pure.
 //!
 //! Success or failure is judged from the container's terminated state together with Claude's `result` line, as
-//! claude_local judges its child process: never from a log stream ending.
+//! claude_local judges its child process: never from a log stream ending alone. (A successful `result` does not
+//! depend on the container's exit code or reason, so the follow machine may end such a run as soon as the kubelet
+//! says the container stopped, before its terminated state arrives: `follow::machine`.)
 
 pub mod error_code;
 pub mod report;
