@@ -116,7 +116,8 @@ pub async fn execute(
             .cleanups
             .track_future(async move {
                 let gone = cleanup::await_pods_gone(run, &job).await;
-                if gone != PodsGone::Graceful {
+                // A run that ended on its log has its stopped pod force-deleted when it lingers: expected.
+                if gone != PodsGone::Graceful && !(job.ended_by_log && gone == PodsGone::Forced) {
                     tracing::warn!(job = %job.name, ?gone, "the pods of a finished run were slow to go");
                 }
             })
@@ -181,11 +182,11 @@ async fn attempt(
             .then(|| std::time::Duration::from_secs(run.config.timeout_sec)),
     };
     let cluster = follow::watch_run(run, &job);
-    let (ending, transcript) = follow::follow(run, limits, &job, cluster, cancel).await;
+    let (ending, transcript, by_log) = follow::follow(run, limits, &job, cluster, cancel).await;
     // Cleanup: claude ended by itself → the Job goes now and its pods after the result; a stopped run's result
     // waits until its pods are gone.
     let (leftover, forced) = match &ending {
-        Ending::Exited(_) => (cleanup::after_exit(run, &job).await, false),
+        Ending::Exited(_) => (cleanup::after_exit(run, &job, by_log).await, false),
         _ => (
             None,
             cleanup::after_stop(run, &job).await != PodsGone::Graceful,

@@ -100,13 +100,17 @@ impl Abandoned {
 /// Claude ended by itself: the Job is removed (or, with `retainJobs`, kept and marked as reported); its run
 /// Secret goes with the agent's Lease (deleted here by name only when it has no such owner). Returns the Job whose
 /// pods are still to be waited for ([`await_pods_gone`]), off the result's path.
-pub async fn after_exit(run: &Prepared<'_>, job: &JobRef) -> Option<JobRef> {
+/// `by_log`: the run ended before the kubelet reported the container's end.
+pub async fn after_exit(run: &Prepared<'_>, job: &JobRef, by_log: bool) -> Option<JobRef> {
     if !job.secret_owned {
         remove_run_secret(run, &job.name).await;
     }
     if !run.config.retain_jobs {
         remove_job(run, &job.name, None).await;
-        return Some(job.clone());
+        return Some(JobRef {
+            ended_by_log: by_log,
+            ..job.clone()
+        });
     }
     run.sink.progress(&format!(
         "retainJobs is set: Job {} is kept (TTL {}s)",
@@ -149,11 +153,21 @@ pub async fn after_stop(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
     gone
 }
 
-/// Waits until the Job's pods are gone, force-deleting them when they outlive `graceSec` plus a slack.
+/// Waits until the Job's pods are gone, force-deleting them when they outlive `graceSec` plus a slack. The pod of a
+/// run that ended on its log ([`JobRef::ended_by_log`]) is force-deleted after [`SETTLE`] instead: its container
+/// had stopped before the Job was deleted, and a kubelet that learns of the deletion before it has seen the
+/// container's end (the 1.20 kubelet on the stage) keeps the pod, its volumes already torn down, until its next
+/// container garbage collection, up to a minute later. Nothing of claude's is cut short by that delete.
 pub async fn await_pods_gone(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
+    if job.ended_by_log {
+        return wait_or_force(run, job, SETTLE).await;
+    }
     let grace = Duration::from_secs(run.config.grace_sec);
-    wait_or_force(run, job, grace).await
+    wait_or_force(run, job, grace.saturating_add(SLACK)).await
 }
+
+/// How long the pod of a run that ended on its log may take to go by itself.
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// Deletes the run Secret by name now, without waiting for the garbage collector to follow its owner: a stopped
 /// run, an adopted Job's, and before the retry of an unknown session (whose Secret has the same name).
@@ -165,8 +179,8 @@ pub async fn remove_run_secret(run: &Prepared<'_>, job_name: &str) {
 }
 
 /// Waits until the Job's pods are gone, force-deleting them when they outlive `grace` plus a slack.
-async fn wait_or_force(run: &Prepared<'_>, job: &JobRef, grace: Duration) -> PodsGone {
-    if pods_gone_within(run, job, grace.saturating_add(SLACK)).await {
+async fn wait_or_force(run: &Prepared<'_>, job: &JobRef, wait: Duration) -> PodsGone {
+    if pods_gone_within(run, job, wait).await {
         return PodsGone::Graceful;
     }
     let pods = run.api::<Pod>();
@@ -174,13 +188,32 @@ async fn wait_or_force(run: &Prepared<'_>, job: &JobRef, grace: Duration) -> Pod
         grace_period_seconds: Some(0),
         ..DeleteParams::default()
     };
-    if let Ok(list) = pods.list(&ListParams::default().labels(&job.pods)).await {
-        for pod in list.items {
-            let name = pod.metadata.name.unwrap_or_default();
+    // The shared store names them without a request; the API when it is not synced.
+    let stored = run
+        .watches
+        .pods
+        .select(|p| crate::k8s::watches::Routed::route(p).as_deref() == Some(job.uid.as_str()));
+    let names = match stored {
+        Some(pods) => pods.into_iter().filter_map(|p| p.metadata.name).collect(),
+        None => match pods.list(&ListParams::default().labels(&job.pods)).await {
+            Ok(list) => list
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect(),
+            Err(_) => Vec::new(),
+        },
+    };
+    for name in names {
+        if job.ended_by_log {
+            tracing::debug!(pod = %name, "the stopped pod of a finished run lingers: force-deleting it");
+        } else {
             tracing::warn!(pod = %name, "pod outlived its grace period: force-deleting it");
-            if let Err(e) = pods.delete(&name, &force).await {
-                tracing::warn!(pod = %name, error = %e, "force delete failed");
-            }
+        }
+        if let Err(e) = pods.delete(&name, &force).await
+            && !is_not_found(&e)
+        {
+            tracing::warn!(pod = %name, error = %e, "force delete failed");
         }
     }
     if pods_gone_within(run, job, FORCED_WAIT).await {
