@@ -73,6 +73,18 @@ pub fn render(r: &Value) -> String {
         "–",
     ));
     md.push_str(&row(
+        "Completion: the fake API receives claude's final request → `execute()` resolves",
+        &c["after_final_request_s"],
+        "s",
+        "≤ 0.3 s p50 (from the final reply)",
+    ));
+    md.push_str(&row(
+        "Completion: claude's `result` line arrives → `execute()` resolves",
+        &c["after_result_line_s"],
+        "s",
+        "–",
+    ));
+    md.push_str(&row(
         "Log line: written in the container → arrives on the serve's stdout",
         &r["log_latency"]["line_ms"],
         "ms",
@@ -143,8 +155,12 @@ const METHOD: &str = "
 - **Completion**: 20 sequential runs of the real `claude` (one scripted model reply from the project's fake
   Messages API) after a warm-up run. The bench runs its own pod watch (admin credentials) and records when it
   first sees the claude container terminated; `execute()` resolves when the serve process writes the `result`
-  message (stamped on arrival at the bench). The result is written after the log's tail is read and cleanup
-  (Job and Secret deleted, pods gone) is done. `finishedAt` has whole-second resolution in Kubernetes 1.20.
+  message (stamped on arrival at the bench). The result is written once claude is known to have exited (its
+  terminated state, or after a successful result its shell's exit line and the kubelet's end of the exit probe),
+  the log's tail is read and the Job deleted; the pods go after it. `finishedAt` has whole-second resolution in
+  Kubernetes 1.20, and a run that ended before its terminated state has none. The final request is the last
+  Messages request the fake API received in the run (its scripted reply is sent at once); the `result` line is
+  stamped on its arrival at the bench like every line.
 - **Log latency**: the light stand-in image (test/stage/images/claude-replay.sh) prints stream-json lines that
   carry their own write time (bash's `EPOCHREALTIME`, µs), 5 lines every 50 ms; latency is the line's arrival on
   the serve's stdout minus that time (same machine, same clock). Claude's own lines carry no write time, hence the
