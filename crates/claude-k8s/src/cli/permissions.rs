@@ -101,7 +101,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "secrets",
         subresource: "",
         verb: "patch",
-        why: "make the Job own its run Secret",
+        why: "give a Job kept by retainJobs its run Secret",
     },
     Permission {
         group: "",

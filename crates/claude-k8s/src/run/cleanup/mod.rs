@@ -97,8 +97,9 @@ impl Abandoned {
     }
 }
 
-/// Claude ended by itself: the Job is removed (or, with `retainJobs`, kept and marked as reported); its run
-/// Secret goes with the agent's Lease (deleted here by name only when it has no such owner). Returns the Job whose
+/// Claude ended by itself: the Job is removed (or, with `retainJobs`, kept, marked as reported and made the owner
+/// of its run Secret); the run Secret of a removed Job goes with the agent's Lease (deleted here by name only when
+/// it has no such owner). Returns the Job whose
 /// pods are still to be waited for ([`await_pods_gone`]), off the result's path.
 /// `by_log`: the run ended before the kubelet reported the container's end.
 pub async fn after_exit(run: &Prepared<'_>, job: &JobRef, by_log: bool) -> Option<JobRef> {
@@ -116,6 +117,24 @@ pub async fn after_exit(run: &Prepared<'_>, job: &JobRef, by_log: bool) -> Optio
         "retainJobs is set: Job {} is kept (TTL {}s)",
         job.name, run.config.ttl_seconds_after_finished
     ));
+    // The kept Job keeps its run Secret (`claude-k8s logs` reads it to mask the run's secrets): the Job owns it
+    // from now on, before the Lease that owned it is released and the garbage collector would follow.
+    if job.secret_owned {
+        let owner = json!({"metadata": {"ownerReferences": [{
+            "apiVersion": "batch/v1", "kind": "Job", "name": job.name, "uid": job.uid
+        }]}});
+        let secret = labels::run_secret_name(&job.name);
+        if let Err(e) = run
+            .api::<Secret>()
+            .patch(&secret, &PatchParams::default(), &Patch::Merge(&owner))
+            .await
+        {
+            run.sink.warn(&api_error(
+                &format!("give the kept Job {} its run Secret {secret}", job.name),
+                &e,
+            ));
+        }
+    }
     // Its result is reported now: a later run must not adopt it as one that finished unwatched.
     let patch = json!({"metadata": {"annotations": {labels::RESULT_REPORTED: run.params.run_id}}});
     if let Err(e) = run

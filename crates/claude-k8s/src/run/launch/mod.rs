@@ -174,13 +174,22 @@ async fn create(
     };
     let mut secret = m.secret.clone();
     secret.metadata.owner_references = owner.map(|o| vec![o]);
-    let created = kube_errors::with_retries(
-        CREATE_ATTEMPTS,
-        kube_errors::BACKOFF_BASE,
-        || secrets.create(&pp, &secret),
-        on_retry("create the run Secret"),
-    )
-    .await;
+    let create_secret = || {
+        kube_errors::with_retries(
+            CREATE_ATTEMPTS,
+            kube_errors::BACKOFF_BASE,
+            || secrets.create(&pp, &secret),
+            on_retry("create the run Secret"),
+        )
+    };
+    let mut created = create_secret().await;
+    if matches!(&created, Err(e) if kube_errors::kind(e) == kube_errors::Kind::AlreadyExists) {
+        // The Secret of an earlier attempt with the same Job name (the same run id again), which its Lease's garbage
+        // collection has not removed yet. This run holds the agent's claim and no Job of that name exists (the
+        // claim would have adopted it), so that Secret is stale: it is replaced.
+        let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
+        created = create_secret().await;
+    }
     if let Err(e) = created {
         return Err(create_failure(
             ErrorCode::SecretCreateFailed,
