@@ -7,7 +7,7 @@
 import { PACKAGE_VERSION, resolveBinary } from "./binary.js";
 import { agentConfigurationDoc, getConfigSchema } from "./config-schema.js";
 import { ADAPTER_TYPE, execute, testEnvironment } from "./execute.js";
-import { modelsFor, modelsList } from "./models.js";
+import { modelsFor } from "./models.js";
 import { createService } from "./service.js";
 import { sessionCodec } from "./session-codec.js";
 import { listSkills, syncSkills } from "./skills.js";
@@ -72,9 +72,7 @@ export function createServerAdapter() {
     sessionCodec,
     sessionManagement,
     models,
-    // The binary decides whether runs use Bedrock (its `hello.bedrock`, the rule the Job's claude is given), so the
-    // list the UI offers always matches what a run will do; `models` above is claude_local's static rule.
-    listModels: async () => modelsList((await getService().hello()).bedrock === true),
+    listModels: async () => modelsFor(process.env),
     agentConfigurationDoc,
     getConfigSchema: () => getConfigSchema(),
     supportsLocalAgentJwt: true,

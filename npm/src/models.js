@@ -36,10 +36,5 @@ export function isBedrockEnv(env = process.env) {
 }
 
 export function modelsFor(env = process.env) {
-  return modelsList(isBedrockEnv(env));
-}
-
-/** The Bedrock or the Anthropic list (copies). */
-export function modelsList(bedrock) {
-  return (bedrock ? BEDROCK_MODELS : ANTHROPIC_MODELS).map((m) => ({ ...m }));
+  return (isBedrockEnv(env) ? BEDROCK_MODELS : ANTHROPIC_MODELS).map((m) => ({ ...m }));
 }

@@ -2,14 +2,12 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 
 import { agentConfigurationDoc, CONFIG_KEYS, getConfigSchema } from "../src/config-schema.js";
 import * as entry from "../src/index.js";
 import { ANTHROPIC_MODELS, BEDROCK_MODELS, modelsFor } from "../src/models.js";
 import { sessionCodec } from "../src/session-codec.js";
 
-const REPLAY = fileURLToPath(new URL("../test-support/replay-serve.mjs", import.meta.url));
 const pkg = JSON.parse(fs.readFileSync(new URL("../package.json", import.meta.url), "utf8"));
 
 describe("package.json", () => {
@@ -66,30 +64,12 @@ describe("createServerAdapter()", () => {
   it("offers claude_local's model lists", async () => {
     assert.deepEqual(adapter.models.map((m) => m.id), ANTHROPIC_MODELS.map((m) => m.id));
     assert.ok(adapter.models.some((m) => m.id === "claude-sonnet-4-6"));
+    assert.deepEqual(await adapter.listModels(), modelsFor(process.env));
     assert.deepEqual(modelsFor({ CLAUDE_CODE_USE_BEDROCK: "1" }), BEDROCK_MODELS);
     assert.deepEqual(modelsFor({ CLAUDE_CODE_USE_BEDROCK: "true" }), BEDROCK_MODELS);
     assert.deepEqual(modelsFor({ ANTHROPIC_BEDROCK_BASE_URL: "https://bedrock.example" }), BEDROCK_MODELS);
     assert.deepEqual(modelsFor({ ANTHROPIC_BEDROCK_BASE_URL: "  " }), ANTHROPIC_MODELS);
     assert.deepEqual(modelsFor({ CLAUDE_CODE_USE_BEDROCK: "0" }), ANTHROPIC_MODELS);
-  });
-
-  it("lists the models of the binary's own Bedrock reading (its hello), the one the runs follow", async () => {
-    // The binary reads CLAUDE_CODE_USE_BEDROCK=yes as Bedrock where claude_local's static rule would not: the
-    // list follows the binary. Played by the corpus replay with the hello's `bedrock` set either way.
-    const saved = { ...process.env };
-    try {
-      process.env.CLAUDE_K8S_BINARY_PATH = REPLAY;
-      process.env.REPLAY_CORPUS = "handshake.jsonl";
-      process.env.CLAUDE_CODE_USE_BEDROCK = "yes";
-      for (const [bedrock, want] of [[true, BEDROCK_MODELS], [false, ANTHROPIC_MODELS]]) {
-        process.env.REPLAY_HELLO = JSON.stringify({ bedrock });
-        assert.deepEqual(await adapter.listModels(), want, `hello.bedrock ${bedrock}`);
-        await entry.shutdownService();
-      }
-    } finally {
-      for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
-      Object.assign(process.env, saved);
-    }
   });
 });
 
