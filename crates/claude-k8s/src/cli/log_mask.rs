@@ -127,13 +127,15 @@ pub fn collect(
     out
 }
 
-/// Reads each Secret the pod names (with the credentials the command was given) and builds the masker; warns on
+/// Reads every Secret the pod names at once (with the credentials the command was given) and builds the masker; warns on
 /// stderr, naming each Secret and what the pod takes from it, for the values it cannot know.
 pub async fn for_pod(secrets_api: &Api<Secret>, pod: &Pod) -> Masker {
+    let names = referenced_secrets(pod);
+    let answers = futures::future::join_all(names.iter().map(|name| secrets_api.get(name))).await;
     let mut readable = BTreeMap::new();
     let mut why = BTreeMap::new();
-    for name in referenced_secrets(pod) {
-        match secrets_api.get(&name).await {
+    for (name, answer) in names.into_iter().zip(answers) {
+        match answer {
             Ok(secret) => {
                 readable.insert(name, secret);
             }

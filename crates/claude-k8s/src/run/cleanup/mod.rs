@@ -120,9 +120,7 @@ pub async fn after_exit(run: &Prepared<'_>, job: &JobRef, by_log: bool) -> Optio
     // The kept Job keeps its run Secret (`claude-k8s logs` reads it to mask the run's secrets): the Job owns it
     // from now on, before the Lease that owned it is released and the garbage collector would follow.
     if job.secret_owned {
-        let owner = json!({"metadata": {"ownerReferences": [{
-            "apiVersion": "batch/v1", "kind": "Job", "name": job.name, "uid": job.uid
-        }]}});
+        let owner = json!({"metadata": {"ownerReferences": [job.owner_reference()]}});
         let secret = labels::run_secret_name(&job.name);
         if let Err(e) = run
             .api::<Secret>()

@@ -35,6 +35,21 @@ pub struct JobRef {
     pub ended_by_log: bool,
 }
 
+impl JobRef {
+    /// The Job as an owner (of the run Secret a kept Job takes over), as the Lease's is made
+    /// ([`crate::run::claim::guard`]).
+    pub fn owner_reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            controller: Some(false),
+            block_owner_deletion: Some(false),
+        }
+    }
+}
+
 /// How many times a create is tried when the API server answers with a transient error.
 const CREATE_ATTEMPTS: u32 = 5;
 
