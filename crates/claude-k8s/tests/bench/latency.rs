@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use claude_k8s::run::plan::PROMPT_CONTAINER;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -11,6 +12,7 @@ use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 
 use crate::report::stats;
+use crate::start::{StartSteps, breakdown, follow_docker_events};
 use crate::support::{NAMESPACE, RunRecord, Stage, World};
 
 pub fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
@@ -23,6 +25,10 @@ pub fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
 /// When the bench's own pod watch first saw each pod Running and each claude container terminated.
 #[derive(Default)]
 struct PodTimes {
+    /// The pod's name, and when the watch first saw it and first saw it bound to a node.
+    pod: HashMap<String, String>,
+    seen: HashMap<String, SystemTime>,
+    scheduled: HashMap<String, SystemTime>,
     running: HashMap<String, SystemTime>,
     terminated: HashMap<String, SystemTime>,
     finished_at: HashMap<String, SystemTime>,
@@ -55,6 +61,18 @@ async fn watch_pods(stage: &Stage) -> Arc<Mutex<PodTimes>> {
                 .and_then(|s| s.container_statuses.as_ref())
                 .and_then(|cs| cs.iter().find(|c| c.name == "claude").cloned());
             let mut t = sink.lock().unwrap();
+            t.pod
+                .entry(job.clone())
+                .or_insert_with(|| pod.metadata.name.clone().unwrap_or_default());
+            t.seen.entry(job.clone()).or_insert(now);
+            if pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_some()
+            {
+                t.scheduled.entry(job.clone()).or_insert(now);
+            }
             if let Some(state) = claude.and_then(|c| c.state) {
                 if state.running.is_some() {
                     t.running.entry(job.clone()).or_insert(now);
@@ -100,6 +118,7 @@ fn result_line_at(r: &RunRecord) -> Option<SystemTime> {
 pub async fn completion_and_start(runs: usize) -> (Value, Value) {
     let mut world = World::start().await;
     let times = watch_pods(&world.stage).await;
+    let containers = follow_docker_events().await;
     let (agent, config) = world.new_agent(json!({}));
     // Warm-up: self-introspection and the client's connection are made once per serve process.
     let mut p = world
@@ -114,6 +133,7 @@ pub async fn completion_and_start(runs: usize) -> (Value, Value) {
     let (mut after_watch, mut after_finished, mut to_job, mut to_running) =
         (vec![], vec![], vec![], vec![]);
     let (mut after_result_line, mut after_final_request) = (vec![], vec![]);
+    let mut starts = vec![];
     // `BENCH_PROMPT` scripts another run (e.g. a tool call first: a claude that exits within a second of its start is
     // never seen running by the 1.20 kubelet, and its run ends on its terminated state).
     let prompt = std::env::var("BENCH_PROMPT").unwrap_or_else(|_| "Say [[fake:text done]]".into());
@@ -121,6 +141,7 @@ pub async fn completion_and_start(runs: usize) -> (Value, Value) {
         let mut p = world.stage.params(&agent, &config, &prompt, None);
         p["runId"] = json!(format!("run-{i}-{agent}"));
         let earlier = world.fake.message_requests().len();
+        let earlier_any = world.fake.requests().len();
         let sent = SystemTime::now();
         let run = world.serve.execute(&p).await;
         assert_eq!(run.result["exitCode"], 0, "{:#}", run.result);
@@ -141,6 +162,25 @@ pub async fn completion_and_start(runs: usize) -> (Value, Value) {
         }
         to_job.push(secs_between(sent, created) * 1000.0);
         let t = times.lock().unwrap();
+        let pod = t.pod.get(&job).cloned().unwrap_or_default();
+        let c = containers.lock().unwrap();
+        starts.push(StartSteps {
+            sent,
+            job_created: Some(created),
+            pod_seen: t.seen.get(&job).copied(),
+            scheduled: t.scheduled.get(&job).copied(),
+            sandbox_started: c.at(&pod, "POD", "start"),
+            init_started: c.at(&pod, PROMPT_CONTAINER, "start"),
+            init_exited: c.at(&pod, PROMPT_CONTAINER, "die"),
+            claude_started: c.at(&pod, "claude", "start"),
+            first_request: world
+                .fake
+                .requests()
+                .get(earlier_any..)
+                .and_then(|r| r.first())
+                .map(|r| UNIX_EPOCH + Duration::from_millis(r.received_at_unix_ms)),
+        });
+        drop(c);
         if let Some(running) = t.running.get(&job) {
             to_running.push(secs_between(sent, *running));
         }
@@ -157,7 +197,7 @@ pub async fn completion_and_start(runs: usize) -> (Value, Value) {
                "after_result_line_s": stats(after_result_line),
                "after_final_request_s": stats(after_final_request)}),
         json!({"execute_to_job_created_ms": stats(to_job), "first_run_execute_to_job_created_ms": cold_create,
-               "execute_to_pod_running_s": stats(to_running)}),
+               "execute_to_pod_running_s": stats(to_running), "breakdown": breakdown(&starts)}),
     )
 }
 

@@ -13,6 +13,7 @@ mod latency;
 mod report;
 mod requests;
 mod scale;
+mod start;
 // The stage tests' support, of which the bench uses a part.
 #[allow(dead_code, unused_imports)]
 #[path = "../stage/support/mod.rs"]

@@ -107,6 +107,9 @@ pub fn render(r: &Value) -> String {
         "\nThe first run of a serve process also reads its own pod: `execute()` → Job created took {} ms there.\n",
         s["first_run_execute_to_job_created_ms"].as_f64().map(round3).map(|v| v.to_string()).unwrap_or("?".into())
     ));
+    if s["breakdown"].is_object() {
+        md.push_str(&crate::start::render_breakdown(&s["breakdown"]));
+    }
     md.push_str("\n## API requests per run (counted by the API server's audit log)\n\n| run length | requests | by verb |\n|---|---|---|\n");
     if let Some(m) = r["api_requests_per_run"].as_object() {
         let mut rows: Vec<_> = m.iter().collect();
@@ -174,5 +177,7 @@ const METHOD: &str = "
   the serve process's `VmHWM`, CPU its `utime + stime`, both from /proc. A run is complete when its result is a
   success and every one of its lines arrived.
 - **Start**: from `execute()` sent to the serve's `Job … created` progress line, and to the bench's pod watch
-  seeing the claude container running.
+  seeing the claude container running. The breakdown takes the same runs: the bench's pod watch, dockerd's own
+  event stream (`docker events`, nanosecond times; the kubelet names each container `k8s_<container>_<pod>_…`)
+  and the fake API's record of its first request, all on this machine's clock.
 ";
