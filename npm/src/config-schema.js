@@ -130,7 +130,7 @@ const FIELDS = [
     type: "text",
     group: GROUPS.kubernetes,
     default: "busybox:1.36",
-    hint: "A busybox image for the write-prompt init container, which unpacks the prompt into an emptyDir.",
+    hint: "A busybox image for the write-prompt init container, which unpacks a prompt over about 1 MiB into an emptyDir.",
   },
   {
     key: "kubeconfig",

@@ -121,8 +121,8 @@ describe("a claude_k8s agent has claude_local's capabilities in a real Paperclip
     const bash =
       'wget -qO- --header "Authorization: Bearer $PAPERCLIP_API_KEY" "$PAPERCLIP_API_URL/api/agents/me"; echo; ' +
       'printf %s "$PAPERCLIP_API_KEY" > .e2e-run-key; ' +
-      "cp /var/run/claude-k8s/mcp/mcp-config.json .e2e-mcp-config.json 2>/dev/null; " +
-      "stat -c 'mcp-file %a %u' /var/run/claude-k8s/mcp/mcp-config.json; " +
+      "cp /var/run/claude-k8s/run/mcp-config.json .e2e-mcp-config.json 2>/dev/null; " +
+      "stat -L -c 'mcp-file %a %u %g' /var/run/claude-k8s/run/mcp-config.json; " +
       "env > .e2e-env-dump";
     agent = await createAgent(
       company.id,
@@ -178,7 +178,7 @@ describe("a claude_k8s agent has claude_local's capabilities in a real Paperclip
     assert.match(allBodies, /mcp__Paperclip_connections__/, "Paperclip's connection MCP tools are offered");
     // The Bash tool: Paperclip's API answered the run's own agent.
     assert.ok(allBodies.includes(agent.id) && allBodies.includes("K8s capabilities agent"), "GET /api/agents/me answered");
-    assert.match(allBodies, /mcp-file 400 1000/, "the MCP config is 0400 for the agent's UID");
+    assert.match(allBodies, /mcp-file 440 0 1000/, "the MCP config is read-only, root's, readable by the agent's group");
 
     const key = fs.readFileSync(path.join(workspace, ".e2e-run-key"), "utf8");
     assert.ok(key.length > 20, "the pod had PAPERCLIP_API_KEY");

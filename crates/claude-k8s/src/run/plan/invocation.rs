@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::run::prepare::config::AgentConfig;
-use crate::run::prepare::mcp;
 use crate::run::prepare::pod_facts::PodFacts;
 use crate::run::prepare::secrets::is_secret_name;
 use crate::run::prepare::toolkit::Toolkit;
@@ -133,7 +132,7 @@ impl Invocation {
             // Only Paperclip's servers: none from the shared HOME's settings (claude_local does the same).
             args.extend([
                 "--mcp-config".into(),
-                mcp::config_path(),
+                super::mcp_config_path(),
                 "--strict-mcp-config".into(),
             ]);
         }

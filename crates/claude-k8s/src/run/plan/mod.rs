@@ -1,13 +1,15 @@
 //! The Job (and its per-run Secret) for one run. Pure: config, pod facts and the invocation in, manifests out.
 //!
-//! Shape: a `write-prompt` init container (busybox) unpacks the prompt from the run Secret into an emptyDir; the
-//! `claude` container reads it on stdin through `exec`, so Claude's own exit code is the container's (no pipe hides
-//! it) and no prompt size meets the 128 KiB argv/env limit. The run token reaches the container as a
-//! `secretKeyRef`, so it never appears in the Job spec. The MCP config (it holds Paperclip's bearer tokens) takes
-//! the same road: run Secret → init container → an in-memory emptyDir file, mode 0400 for the agent's UID, and so do
-//! the agent config's secret env values (`secretKeyRef` to the run Secret). The pod sees only its run's directories
-//! of the shared volume ([`crate::run::prepare::view`], `volumes`); after any `podSpecPatch` its security context is
-//! re-applied ([`reapply_security`]) except where the operator policy allows the loosening.
+//! Shape: the run Secret carries the prompt, the run token, the MCP config (it holds Paperclip's bearer tokens) and
+//! the agent config's secret env values, so none of them appears in the Job spec. The `claude` container mounts the
+//! Secret read-only (an in-memory volume, readable by the agent's group only: it holds nothing claude's own
+//! environment does not) and its shell feeds claude the prompt on stdin, so no prompt size meets the 128 KiB
+//! argv/env limit; the run token and secret env values reach it as `secretKeyRef`s. A prompt too large for a Secret
+//! as it is travels gzipped, and then a `write-prompt` init container (busybox) unpacks it into an emptyDir first
+//! ([`PromptDelivery`]): one more container start, which costs the kubelet about a second and a half. The pod sees
+//! only its run's directories of the shared volume ([`crate::run::prepare::view`], `volumes`); after any
+//! `podSpecPatch` its security context is re-applied ([`reapply_security`]) except where the operator policy allows
+//! the loosening.
 
 pub mod attempt;
 pub mod invocation;
@@ -45,9 +47,13 @@ pub const CLAUDE_CONTAINER: &str = "claude";
 pub const EXIT_LINE_PREFIX: &str = "[claude-k8s] claude exited: ";
 pub const PROMPT_CONTAINER: &str = "write-prompt";
 pub const AGENT_UID: i64 = 1000;
+/// Where the `write-prompt` init container unpacks a packed prompt (an emptyDir).
 const PROMPT_DIR: &str = "/var/run/claude-k8s/prompt";
+/// Where the run Secret's volume is mounted, in the claude container (and the init container, when there is one).
 const RUN_SECRET_DIR: &str = "/var/run/claude-k8s/run";
-const PROMPT_KEY: &str = "prompt.gz";
+/// The prompt's key in the run Secret, as it is or gzipped.
+const PROMPT_KEY: &str = "prompt.txt";
+const PACKED_PROMPT_KEY: &str = "prompt.gz";
 pub const API_KEY_KEY: &str = "paperclip-api-key";
 /// Kubernetes refuses Secrets whose data exceed 1 MiB.
 const MAX_SECRET_BYTES: usize = 1024 * 1024;
@@ -115,9 +121,11 @@ pub fn plan(
     let mut job_labels = labels::user_labels(&config.labels);
     job_labels.append(&mut run_labels);
 
-    let secret = run_secret(input, &secret_name, &job_labels)?;
-    let volumes = volumes::volumes(input, facts, claim, &secret_name);
-    let init = init_container(config, volumes.init_mounts, volumes.init_script);
+    let (secret, delivery) = run_secret(input, &secret_name, &job_labels)?;
+    let volumes = volumes::volumes(input, facts, claim, &secret_name, delivery);
+    let init = volumes
+        .init
+        .map(|(mounts, script)| init_container(config, mounts, script));
     let claude = claude_container(
         input,
         config,
@@ -125,6 +133,7 @@ pub fn plan(
         image,
         volumes.claude_mounts,
         &secret_name,
+        delivery,
     );
     let ours = pod_spec(config, facts, init, claude, volumes.volumes);
     let pod_spec = match &config.pod_spec_patch {
@@ -137,6 +146,30 @@ pub fn plan(
     };
     let job = job(input, config, job_name, job_labels, pod_spec);
     Ok(RunManifests { job, secret })
+}
+
+/// How the prompt reaches claude's stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptDelivery {
+    /// As it is in the run Secret, read by claude's shell from the Secret's volume: the pod has one container.
+    Direct,
+    /// Gzipped in the run Secret (it did not fit as it is) and unpacked by the `write-prompt` init container.
+    Unpacked,
+}
+
+impl PromptDelivery {
+    /// The file claude's shell reads the prompt from.
+    fn prompt_file(self) -> String {
+        match self {
+            PromptDelivery::Direct => format!("{RUN_SECRET_DIR}/{PROMPT_KEY}"),
+            PromptDelivery::Unpacked => format!("{PROMPT_DIR}/{PROMPT_KEY}"),
+        }
+    }
+}
+
+/// Where claude reads the MCP config: the run Secret's volume.
+pub fn mcp_config_path() -> String {
+    format!("{RUN_SECRET_DIR}/{MCP_CONFIG_FILE}")
 }
 
 /// The run Secret's key of a secret env value of the agent config.
@@ -155,14 +188,13 @@ pub fn env_secret_key(name: &str) -> String {
     }
 }
 
-/// The run Secret: the gzipped prompt, the run token, the MCP config (it holds the servers' tokens) and the agent
-/// config's secret env values.
+/// The run Secret: the prompt (gzipped only if it does not fit as it is), the run token, the MCP config (it holds
+/// the servers' tokens) and the agent config's secret env values; and how the prompt is delivered.
 fn run_secret(
     input: &RunPlanInput<'_>,
     secret_name: &str,
     job_labels: &BTreeMap<String, String>,
-) -> Result<Secret, PlanError> {
-    let prompt_gz = gzip(input.invocation.prompt.as_bytes());
+) -> Result<(Secret, PromptDelivery), PlanError> {
     let inv = input.invocation;
     let secret_env: Vec<(String, &str)> = inv
         .secret_env
@@ -175,12 +207,19 @@ fn run_secret(
             .iter()
             .map(|(k, v)| k.len() + v.len())
             .sum::<usize>();
-    if prompt_gz.len() + token_len > MAX_SECRET_BYTES {
-        return Err(PlanError::PromptTooLarge {
-            compressed: prompt_gz.len(),
-        });
-    }
-    let mut secret_data = BTreeMap::from([(PROMPT_KEY.to_owned(), ByteString(prompt_gz))]);
+    let prompt = inv.prompt.as_bytes();
+    let (key, prompt, delivery) = if prompt.len() + token_len <= MAX_SECRET_BYTES {
+        (PROMPT_KEY, prompt.to_vec(), PromptDelivery::Direct)
+    } else {
+        let packed = gzip(prompt);
+        if packed.len() + token_len > MAX_SECRET_BYTES {
+            return Err(PlanError::PromptTooLarge {
+                compressed: packed.len(),
+            });
+        }
+        (PACKED_PROMPT_KEY, packed, PromptDelivery::Unpacked)
+    };
+    let mut secret_data = BTreeMap::from([(key.to_owned(), ByteString(prompt))]);
     if let Some(token) = input.auth_token {
         secret_data.insert(
             API_KEY_KEY.to_owned(),
@@ -196,7 +235,7 @@ fn run_secret(
     for (key, value) in secret_env {
         secret_data.insert(key, ByteString(value.as_bytes().to_vec()));
     }
-    Ok(Secret {
+    let secret = Secret {
         metadata: ObjectMeta {
             name: Some(secret_name.to_owned()),
             namespace: Some(input.namespace.to_owned()),
@@ -206,10 +245,11 @@ fn run_secret(
         type_: Some("Opaque".into()),
         data: Some(secret_data),
         ..Default::default()
-    })
+    };
+    Ok((secret, delivery))
 }
 
-/// `write-prompt`: unpacks the prompt (and copies the MCP config) from the run Secret.
+/// `write-prompt`: unpacks a packed prompt from the run Secret.
 fn init_container(config: &AgentConfig, mounts: Vec<VolumeMount>, script: String) -> Container {
     Container {
         name: PROMPT_CONTAINER.into(),
@@ -235,6 +275,7 @@ fn claude_container(
     image: String,
     mounts: Vec<VolumeMount>,
     secret_name: &str,
+    delivery: PromptDelivery,
 ) -> Container {
     Container {
         name: CLAUDE_CONTAINER.into(),
@@ -243,7 +284,7 @@ fn claude_container(
         command: Some(vec![
             "sh".into(),
             "-c".into(),
-            claude_script(),
+            claude_script(&delivery.prompt_file()),
             "claude".into(),
         ]),
         args: Some(input.invocation.args.clone()),
@@ -277,10 +318,10 @@ fn claude_container(
 /// line tells the adapter the moment claude exited, about a second before the kubelet reports the container's
 /// end; the agent can print the same line, so it is only ever a hint (see `follow::machine`). POSIX sh only: the
 /// image's shell may be busybox, dash or bash.
-fn claude_script() -> String {
+fn claude_script(prompt_file: &str) -> String {
     format!(
         "trap 'stop=1; [ -z \"$pid\" ] || kill -TERM \"$pid\" 2>/dev/null' TERM\n\
-         claude \"$@\" < {PROMPT_DIR}/prompt.txt &\n\
+         claude \"$@\" < {prompt_file} &\n\
          pid=$!\n\
          [ -z \"$stop\" ] || kill -TERM \"$pid\" 2>/dev/null\n\
          while wait \"$pid\"; code=$?; kill -0 \"$pid\" 2>/dev/null; do :; done\n\
@@ -293,7 +334,7 @@ fn claude_script() -> String {
 fn pod_spec(
     config: &AgentConfig,
     facts: &PodFacts,
-    init: Container,
+    init: Option<Container>,
     claude: Container,
     volumes: Vec<Volume>,
 ) -> PodSpec {
@@ -301,7 +342,7 @@ fn pod_spec(
         restart_policy: Some("Never".into()),
         // How long a stopped run (cancel, timeout, cleanup) may take to exit before it is killed.
         termination_grace_period_seconds: Some(config.grace_sec as i64),
-        init_containers: Some(vec![init]),
+        init_containers: init.map(|init| vec![init]),
         containers: vec![claude],
         volumes: Some(volumes),
         service_account_name: config.service_account_name.clone(),

@@ -1,25 +1,25 @@
 //! The pod's volumes: the shared PVC (the run's directories of it, each a `subPath` mount at its own path, or the
-//! whole of it in the seed's layout), the prompt's emptyDir, `/tmp` (the root filesystem is read-only), the run
-//! Secret, the in-memory MCP directory and the Paperclip pod's secret volumes, with the init script that fills the
-//! emptyDirs.
+//! whole of it in the seed's layout), `/tmp` (the root filesystem is read-only), the run Secret (the prompt and the
+//! MCP config are read from it), the Paperclip pod's secret volumes, and for a packed prompt the emptyDir the init
+//! container unpacks it into, with the init script.
 
 use k8s_openapi::api::core::v1::{
     EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, SecretVolumeSource, Volume,
     VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::{PROMPT_DIR, PROMPT_KEY, RUN_SECRET_DIR, RunPlanInput};
-use crate::run::prepare::mcp::{MCP_CONFIG_FILE, MCP_DIR};
+use super::{
+    PACKED_PROMPT_KEY, PROMPT_DIR, PROMPT_KEY, PromptDelivery, RUN_SECRET_DIR, RunPlanInput,
+};
 use crate::run::prepare::pod_facts::{DATA_MOUNT_PATH, PodFacts};
 use crate::run::prepare::view::View;
 
-/// The pod's volumes, where each container mounts them, and the init container's script that fills them.
+/// The pod's volumes, where the claude container mounts them, and the init container's mounts and script when the
+/// prompt is packed.
 pub(super) struct Volumes {
     pub volumes: Vec<Volume>,
     pub claude_mounts: Vec<VolumeMount>,
-    pub init_mounts: Vec<VolumeMount>,
-    pub init_script: String,
+    pub init: Option<(Vec<VolumeMount>, String)>,
 }
 
 pub(super) fn volumes(
@@ -27,6 +27,7 @@ pub(super) fn volumes(
     facts: &PodFacts,
     claim: String,
     secret_name: &str,
+    delivery: PromptDelivery,
 ) -> Volumes {
     let mut volumes = vec![
         Volume {
@@ -38,89 +39,66 @@ pub(super) fn volumes(
             ..Default::default()
         },
         Volume {
-            name: "prompt".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        },
-        Volume {
             name: "run-secret".into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret_name.to_owned()),
                 // Group-readable so UID 1000 reads it through fsGroup; nothing else in the pod runs.
                 default_mode: Some(0o440),
-                // Only the init container reads it. Optional, so that once cleanup deleted the Secret the kubelet's
-                // periodic volume resync does not fail and stall the pod's termination (seen on 1.20: minutes).
+                // Read when claude starts. Optional, so that once cleanup deleted the Secret the kubelet's periodic
+                // volume resync does not fail and stall the pod's termination (seen on 1.20: minutes).
                 optional: Some(true),
                 ..Default::default()
             }),
             ..Default::default()
         },
     ];
+    let run_secret_mount = VolumeMount {
+        name: "run-secret".into(),
+        mount_path: RUN_SECRET_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    };
     let mut claude_mounts = data_mounts(input.view, facts.data_sub_path.as_deref());
     claude_mounts.extend([
-        VolumeMount {
-            name: "prompt".into(),
-            mount_path: PROMPT_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
+        run_secret_mount.clone(),
         VolumeMount {
             name: "tmp".into(),
             mount_path: "/tmp".into(),
             ..Default::default()
         },
     ]);
-    let mut init_mounts = vec![
-        VolumeMount {
-            name: "prompt".into(),
-            mount_path: PROMPT_DIR.into(),
-            ..Default::default()
-        },
-        VolumeMount {
-            name: "run-secret".into(),
-            mount_path: RUN_SECRET_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-    ];
-    let mut init_script =
-        format!("gunzip -c {RUN_SECRET_DIR}/{PROMPT_KEY} > {PROMPT_DIR}/prompt.txt");
-    if input.mcp_config.is_some() {
-        // In memory, never on the node's disk; gone with the pod. Written by the init container (UID 1000 too).
+    let init = (delivery == PromptDelivery::Unpacked).then(|| {
         volumes.push(Volume {
-            name: "mcp".into(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: Some("Memory".into()),
-                size_limit: Some(Quantity("1Mi".into())),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        init_mounts.push(VolumeMount {
-            name: "mcp".into(),
-            mount_path: MCP_DIR.into(),
+            name: "prompt".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Default::default()
         });
         claude_mounts.push(VolumeMount {
-            name: "mcp".into(),
-            mount_path: MCP_DIR.into(),
+            name: "prompt".into(),
+            mount_path: PROMPT_DIR.into(),
             read_only: Some(true),
             ..Default::default()
         });
-        init_script.push_str(&format!(
-            " && (umask 077 && cp {RUN_SECRET_DIR}/{MCP_CONFIG_FILE} {MCP_DIR}/{MCP_CONFIG_FILE}) && chmod 0400 \
-             {MCP_DIR}/{MCP_CONFIG_FILE}"
-        ));
-    }
+        let mounts = vec![
+            VolumeMount {
+                name: "prompt".into(),
+                mount_path: PROMPT_DIR.into(),
+                ..Default::default()
+            },
+            run_secret_mount,
+        ];
+        let script =
+            format!("gunzip -c {RUN_SECRET_DIR}/{PACKED_PROMPT_KEY} > {PROMPT_DIR}/{PROMPT_KEY}");
+        (mounts, script)
+    });
     for (volume, mount) in &facts.secret_volumes {
         // Our own volume names are fixed; an inherited one that collides is renamed, not dropped.
-        let name = if ["paperclip-data", "prompt", "run-secret", "mcp", "tmp"]
-            .contains(&volume.name.as_str())
-        {
-            format!("inherited-{}", volume.name)
-        } else {
-            volume.name.clone()
-        };
+        let name =
+            if ["paperclip-data", "prompt", "run-secret", "tmp"].contains(&volume.name.as_str()) {
+                format!("inherited-{}", volume.name)
+            } else {
+                volume.name.clone()
+            };
         volumes.push(Volume {
             name: name.clone(),
             ..volume.clone()
@@ -139,8 +117,7 @@ pub(super) fn volumes(
     Volumes {
         volumes,
         claude_mounts,
-        init_mounts,
-        init_script,
+        init,
     }
 }
 

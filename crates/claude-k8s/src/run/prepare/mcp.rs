@@ -1,14 +1,13 @@
 //! Paperclip's runtime MCP servers for one run (`ctx.runtimeMcp.getServers()`, forwarded by the shim as
 //! `runtimeMcpServers`): the `--mcp-config` file Claude reads, and the identity that gates resume. Pure.
 //!
-//! The file holds each server's bearer token, so it never enters the Job spec: the plan puts it into the run Secret
-//! and the `write-prompt` init container copies it into an in-memory emptyDir, mode 0400 for the agent's UID
+//! The file holds each server's bearer token, so it never enters the Job spec: the plan puts it into the run Secret,
+//! whose volume (in memory, read-only, readable by the agent's group only) the claude container reads it from
 //! (see `plan`). It is gone with the pod, and the Secret with the run.
 
 use serde_json::{Map, Value, json};
 
-/// Where the claude container reads the MCP config (an in-memory emptyDir of the pod, read-only there).
-pub const MCP_DIR: &str = "/var/run/claude-k8s/mcp";
+/// The MCP config's key in the run Secret, and so its file name in the Secret's volume.
 pub const MCP_CONFIG_FILE: &str = "mcp-config.json";
 
 /// One server as Paperclip hands it to adapters (`AdapterRuntimeMcpServer`).
@@ -33,10 +32,6 @@ pub fn servers(raw: &[Value]) -> Vec<McpServer> {
             })
         })
         .collect()
-}
-
-pub fn config_path() -> String {
-    format!("{MCP_DIR}/{MCP_CONFIG_FILE}")
 }
 
 /// claude_local's `mcpServerIdentity`: the JSON of `[{name, url, connectionId}]` in that key order (tokens left

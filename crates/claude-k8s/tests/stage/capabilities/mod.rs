@@ -29,7 +29,7 @@ async fn instructions_skills_and_paperclip_tools_reach_claude_in_the_job() {
         json!({"instructionsFilePath": src.instructions, "paperclipApiUrl": paperclip.url}),
     );
     let bash = "wget -qO- --header \"Authorization: Bearer $PAPERCLIP_API_KEY\" \"$PAPERCLIP_API_URL/api/agents/me\"; \
-                echo; stat -c 'mcp-file %a %u' /var/run/claude-k8s/mcp/mcp-config.json; \
+                echo; stat -L -c 'mcp-file %a %u %g' /var/run/claude-k8s/run/mcp-config.json; \
                 env | grep -v '^PAPERCLIP_API_KEY=' | sort";
     let prompt = format!(
         "Check who you are. [[fake:bash {bash}]] [[fake:tool mcp__paperclip__whoami {{}}]] [[fake:text Capabilities checked]]"
@@ -82,7 +82,7 @@ async fn instructions_skills_and_paperclip_tools_reach_claude_in_the_job() {
     );
     assert_eq!(
         after("--mcp-config"),
-        Some("/var/run/claude-k8s/mcp/mcp-config.json")
+        Some("/var/run/claude-k8s/run/mcp-config.json")
     );
     assert!(args.contains(&"--strict-mcp-config"));
 
@@ -156,8 +156,8 @@ async fn instructions_skills_and_paperclip_tools_reach_claude_in_the_job() {
         "the Bash tool result holds the agent from the API"
     );
     assert!(
-        results.contains("mcp-file 400 1000"),
-        "the MCP config is 0400 for UID 1000: {results}"
+        results.contains("mcp-file 440 0 1000"),
+        "the MCP config is read-only, root's, readable by the agent's group (1000): {results}"
     );
     assert!(results.contains("MCP-WHOAMI-OK"));
     assert!(

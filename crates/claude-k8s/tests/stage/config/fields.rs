@@ -132,8 +132,16 @@ async fn config_fields_reach_the_job_and_the_pod_as_scheduled() {
         }),
     );
     let plain = world.config(&without_sa, json!({"retainJobs": true}));
+    // Over 1 MiB, so that the prompt travels packed and the pod has the init container too (imagePullPolicy).
+    let filler: String = (0..1024 * 1024 / 21 + 1)
+        .map(|i| format!("context line {i:07}\n"))
+        .collect();
     let a = world
-        .send(&with_sa, &config, "Fields [[fake:text fields]]")
+        .send(
+            &with_sa,
+            &config,
+            &format!("{filler}Fields [[fake:text fields]]"),
+        )
         .await;
     let b = world
         .send(&without_sa, &plain, "Plain [[fake:text plain]]")

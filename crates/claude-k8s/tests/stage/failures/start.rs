@@ -124,8 +124,8 @@ async fn an_unschedulable_pod_shows_the_schedulers_message_and_fails_after_the_p
 }
 
 /// A container whose env references a Secret that does not exist: CreateContainerConfigError, the kubelet's
-/// message (naming the Secret) and a hint. (podSpecPatch is a JSON merge patch: the initContainers list is
-/// replaced whole, here by one that needs the missing Secret.)
+/// message (naming the Secret) and a hint. (podSpecPatch is a JSON merge patch: it sets the initContainers list,
+/// here to one container that needs the missing Secret.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real stage: make cluster-up"]
 async fn a_missing_secret_is_a_container_config_error_with_the_kubelets_message() {

@@ -200,7 +200,7 @@ fn bundle_and_mcp_args_follow_claude_locals_order() {
         inv.args.join(" "),
         "--print --output-format stream-json --verbose --dangerously-skip-permissions \
          --append-system-prompt-file /paperclip/cache/k1/agent-instructions.md \
-         --mcp-config /var/run/claude-k8s/mcp/mcp-config.json --strict-mcp-config \
+         --mcp-config /var/run/claude-k8s/run/mcp-config.json --strict-mcp-config \
          --add-dir /paperclip/cache/k1 --foo"
     );
     // Resumed: no instructions file; the tools and the bundle directory stay.

@@ -15,7 +15,7 @@ fn field_image_pull_policy_applies_to_both_containers() {
         (json!({}), "IfNotPresent"),
         (json!({"imagePullPolicy": "Always"}), "Always"),
     ] {
-        let pod = pod_of(config);
+        let pod = packed_pod_of(config);
         for c in both_containers(&pod) {
             assert_eq!(c["imagePullPolicy"], expected, "{}", c["name"]);
         }
@@ -25,11 +25,11 @@ fn field_image_pull_policy_applies_to_both_containers() {
 #[test]
 fn field_init_image() {
     assert_eq!(
-        pod_of(json!({}))["initContainers"][0]["image"],
+        packed_pod_of(json!({}))["initContainers"][0]["image"],
         "busybox:1.36"
     );
     assert_eq!(
-        pod_of(json!({"initImage": "mirror.example/busybox:1"}))["initContainers"][0]["image"],
+        packed_pod_of(json!({"initImage": "mirror.example/busybox:1"}))["initContainers"][0]["image"],
         "mirror.example/busybox:1"
     );
 }

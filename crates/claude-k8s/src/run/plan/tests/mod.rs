@@ -92,7 +92,7 @@ fn job_fields_use_the_exact_kubernetes_names() {
     let pod = &j["spec"]["template"]["spec"];
     assert_eq!(pod["restartPolicy"], "Never");
     assert_eq!(pod["terminationGracePeriodSeconds"], 60);
-    assert_eq!(pod["volumes"][2]["secret"]["optional"], true);
+    assert_eq!(pod["volumes"][1]["secret"]["optional"], true);
     assert_eq!(pod["automountServiceAccountToken"], false);
     assert_eq!(pod["securityContext"]["runAsUser"], 1000);
     assert_eq!(pod["securityContext"]["runAsGroup"], 1000);
@@ -108,8 +108,8 @@ fn job_fields_use_the_exact_kubernetes_names() {
     );
     assert_eq!(pod["imagePullSecrets"][0]["name"], "regcred");
     assert_eq!(pod["dnsPolicy"], "None");
-    assert_eq!(pod["initContainers"][0]["name"], "write-prompt");
-    assert_eq!(pod["initContainers"][0]["image"], "busybox:1.36");
+    // A prompt that fits the run Secret as it is needs no init container.
+    assert!(pod.get("initContainers").is_none());
     let c = &pod["containers"][0];
     assert_eq!(c["name"], "claude");
     assert_eq!(c["image"], "ghcr.io/acme/paperclip:1.2");
@@ -122,7 +122,7 @@ fn job_fields_use_the_exact_kubernetes_names() {
     // The shell waits for claude (no `exec`): it prints the exit line once claude has exited.
     let script = c["command"][2].as_str().unwrap();
     assert!(
-        script.contains("claude \"$@\" < /var/run/claude-k8s/prompt/prompt.txt &")
+        script.contains("claude \"$@\" < /var/run/claude-k8s/run/prompt.txt &")
             && script.contains("[claude-k8s] claude exited: ")
             && script.ends_with("exit \"$code\"\n"),
         "{script}"
@@ -146,11 +146,7 @@ fn only_the_paperclip_pods_whitelist_is_inherited() {
         1,
         "no istio sidecar"
     );
-    assert_eq!(
-        pod["initContainers"].as_array().unwrap().len(),
-        1,
-        "no istio-init"
-    );
+    assert!(pod.get("initContainers").is_none(), "no istio-init");
     let volumes: Vec<&str> = pod["volumes"]
         .as_array()
         .unwrap()
@@ -159,7 +155,7 @@ fn only_the_paperclip_pods_whitelist_is_inherited() {
         .collect();
     assert_eq!(
         volumes,
-        ["paperclip-data", "prompt", "run-secret", "keys", "tmp"],
+        ["paperclip-data", "run-secret", "keys", "tmp"],
         "no token volume, no envoy emptyDir (only our /tmp)"
     );
     assert_eq!(
@@ -229,16 +225,82 @@ fn env_is_deduplicated_with_later_layers_winning() {
 }
 
 #[test]
-fn a_one_mib_prompt_fits_compressed() {
-    let prompt: String = (0..1024 * 1024 / 40)
-        .map(|i| format!("line {i:08} of a long task description........\n"))
-        .collect();
-    assert!(prompt.len() >= 1024 * 1024);
+fn a_prompt_that_fits_travels_as_it_is_and_claude_reads_it_from_the_secrets_volume() {
+    let m = manifests(json!({}), "hi there").unwrap();
+    let data = m.secret.data.as_ref().unwrap();
+    assert_eq!(data[PROMPT_KEY].0, b"hi there");
+    assert!(!data.contains_key(PACKED_PROMPT_KEY));
+    let pod = as_json(&m.job)["spec"]["template"]["spec"].clone();
+    assert!(pod.get("initContainers").is_none());
+    let mounts = &pod["containers"][0]["volumeMounts"];
+    assert!(
+        mounts.as_array().unwrap().contains(&json!(
+            {"name": "run-secret", "mountPath": "/var/run/claude-k8s/run", "readOnly": true}
+        )),
+        "{mounts}"
+    );
+    let secret = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "run-secret")
+        .unwrap();
+    assert_eq!(
+        secret["secret"],
+        json!({"secretName": m.secret.metadata.name, "defaultMode": 0o440, "optional": true})
+    );
+}
+
+#[test]
+fn a_one_mib_prompt_fits_compressed_and_an_init_container_unpacks_it() {
+    let prompt = packed_prompt();
     let m = manifests(json!({}), &prompt).unwrap();
-    let gz = &m.secret.data.as_ref().unwrap()[PROMPT_KEY].0;
+    let data = m.secret.data.as_ref().unwrap();
+    assert!(!data.contains_key(PROMPT_KEY));
+    let gz = &data[PACKED_PROMPT_KEY].0;
     let mut out = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
     assert_eq!(out, prompt);
+    let pod = as_json(&m.job)["spec"]["template"]["spec"].clone();
+    let init = &pod["initContainers"][0];
+    assert_eq!(init["name"], "write-prompt");
+    assert_eq!(init["image"], "busybox:1.36");
+    assert_eq!(
+        init["command"][2],
+        "gunzip -c /var/run/claude-k8s/run/prompt.gz > /var/run/claude-k8s/prompt/prompt.txt"
+    );
+    let claude = &pod["containers"][0];
+    assert!(
+        claude["command"][2]
+            .as_str()
+            .unwrap()
+            .contains("claude \"$@\" < /var/run/claude-k8s/prompt/prompt.txt &")
+    );
+    let prompt_mount = claude["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "prompt")
+        .unwrap();
+    assert_eq!(prompt_mount["readOnly"], true);
+}
+
+#[test]
+fn a_prompt_too_large_even_compressed_is_refused_with_its_size() {
+    // Random-looking text gzip cannot shrink below 1 MiB.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let prompt: String = (0..1_600_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    match manifests(json!({}), &prompt) {
+        Err(PlanError::PromptTooLarge { compressed }) => assert!(compressed > 1024 * 1024),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -284,7 +346,23 @@ pub(super) fn pod_of(config: Value) -> Value {
     as_json(&manifests(config, "hi").unwrap().job)["spec"]["template"]["spec"].clone()
 }
 
+/// A prompt over 1 MiB that gzip packs well: it travels packed, so its pod has the `write-prompt` init container.
+pub(super) fn packed_prompt() -> String {
+    let prompt: String = (0..1024 * 1024 / 40)
+        .map(|i| format!("line {i:08} of a long task description........\n"))
+        .collect();
+    assert!(prompt.len() >= 1024 * 1024);
+    prompt
+}
+
+/// The pod of a run whose prompt travels packed (with the init container).
+pub(super) fn packed_pod_of(config: Value) -> Value {
+    as_json(&manifests(config, &packed_prompt()).unwrap().job)["spec"]["template"]["spec"].clone()
+}
+
+/// The init container and the claude container of a pod with both (see [`packed_pod_of`]).
 pub(super) fn both_containers(pod: &Value) -> [&Value; 2] {
+    assert_eq!(pod["initContainers"][0]["name"], "write-prompt");
     [&pod["initContainers"][0], &pod["containers"][0]]
 }
 

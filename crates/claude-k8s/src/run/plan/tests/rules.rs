@@ -5,22 +5,28 @@ use serde_json::json;
 
 #[test]
 fn rule_no_injected_sidecar_or_its_init_container() {
-    let pod = pod_of(json!({}));
-    let names = |key: &str| -> Vec<String> {
-        pod[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    assert_eq!(names("containers"), ["claude"]);
-    assert_eq!(names("initContainers"), ["write-prompt"]);
-    assert!(!serde_json::to_string(&pod).unwrap().contains("istio"));
+    for (pod, init) in [
+        (pod_of(json!({})), vec![]),
+        (packed_pod_of(json!({})), vec!["write-prompt"]),
+    ] {
+        let names = |key: &str| -> Vec<String> {
+            pod[key]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| c["name"].as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(names("containers"), ["claude"]);
+        assert_eq!(names("initContainers"), init);
+        assert!(!serde_json::to_string(&pod).unwrap().contains("istio"));
+    }
 }
 
 #[test]
-fn mcp_config_travels_in_the_secret_to_an_in_memory_file_only_the_agent_reads() {
+fn mcp_config_travels_in_the_secret_and_claude_reads_it_from_the_secrets_volume() {
     let mcp = r#"{"mcpServers":{"p":{"type":"http","url":"http://x","headers":{"Authorization":"Bearer mcp-tok-1"}}}}"#;
     let m = manifests_with_mcp(json!({}), "hi", Some(mcp)).unwrap();
     assert!(!serde_json::to_string(&m.job).unwrap().contains("mcp-tok-1"));
@@ -29,36 +35,29 @@ fn mcp_config_travels_in_the_secret_to_an_in_memory_file_only_the_agent_reads() 
         mcp.as_bytes()
     );
     let pod = as_json(&m.job)["spec"]["template"]["spec"].clone();
-    let vol = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "mcp")
-        .unwrap()
-        .clone();
-    assert_eq!(
-        vol["emptyDir"],
-        json!({"medium": "Memory", "sizeLimit": "1Mi"})
-    );
-    let script = pod["initContainers"][0]["command"][2].as_str().unwrap();
-    assert!(
-        script.contains(
-            "cp /var/run/claude-k8s/run/mcp-config.json /var/run/claude-k8s/mcp/mcp-config.json"
-        ) && script.ends_with("chmod 0400 /var/run/claude-k8s/mcp/mcp-config.json"),
-        "{script}"
-    );
+    assert_eq!(mcp_config_path(), "/var/run/claude-k8s/run/mcp-config.json");
+    // The Secret's volume: in memory (the kubelet keeps Secret volumes on tmpfs), read-only, the agent's group only.
     let claude_mount = pod["containers"][0]["volumeMounts"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["name"] == "mcp")
+        .find(|v| v["name"] == "run-secret")
         .unwrap()
         .clone();
     assert_eq!(
         claude_mount,
-        json!({"name": "mcp", "mountPath": "/var/run/claude-k8s/mcp", "readOnly": true})
+        json!({"name": "run-secret", "mountPath": "/var/run/claude-k8s/run", "readOnly": true})
     );
-    // Without MCP servers: no volume, no key, the init script as before.
+    let vol = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "run-secret")
+        .unwrap()
+        .clone();
+    assert_eq!(vol["secret"]["defaultMode"], 0o440);
+    assert_eq!(pod["securityContext"]["fsGroup"], 1000);
+    // Without MCP servers: no key.
     let m = manifests(json!({}), "hi").unwrap();
     assert!(
         !m.secret
@@ -67,8 +66,6 @@ fn mcp_config_travels_in_the_secret_to_an_in_memory_file_only_the_agent_reads() 
             .unwrap()
             .contains_key("mcp-config.json")
     );
-    let text = serde_json::to_string(&m.job).unwrap();
-    assert!(!text.contains("/var/run/claude-k8s/mcp"), "{text}");
 }
 
 #[test]
@@ -89,7 +86,7 @@ fn rule_no_service_account_token_unless_a_service_account_is_named() {
 
 #[test]
 fn rule_no_probes_ports_or_lifecycle_hooks() {
-    let pod = pod_of(json!({}));
+    let pod = packed_pod_of(json!({}));
     for c in both_containers(&pod) {
         for key in [
             "livenessProbe",
@@ -133,10 +130,13 @@ fn rule_whitelisted_facts_are_inherited() {
         pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
         "paperclip-data"
     );
-    assert_eq!(
-        pod["volumes"][3]["secret"]["secretName"],
-        "paperclip-secrets"
-    );
+    let inherited = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "keys")
+        .unwrap();
+    assert_eq!(inherited["secret"]["secretName"], "paperclip-secrets");
     let keys_mount = pod["containers"][0]["volumeMounts"]
         .as_array()
         .unwrap()
@@ -207,7 +207,7 @@ fn rule_the_servers_own_secrets_never_reach_the_job() {
 
 #[test]
 fn rule_runs_as_non_root_1000_1000() {
-    let pod = pod_of(json!({}));
+    let pod = packed_pod_of(json!({}));
     let sc = &pod["securityContext"];
     assert_eq!(
         (sc["runAsUser"].as_i64(), sc["runAsGroup"].as_i64()),
@@ -221,7 +221,7 @@ fn rule_runs_as_non_root_1000_1000() {
 
 #[test]
 fn rule_no_privilege_escalation() {
-    let pod = pod_of(json!({}));
+    let pod = packed_pod_of(json!({}));
     for c in both_containers(&pod) {
         assert_eq!(
             c["securityContext"]["allowPrivilegeEscalation"], false,
@@ -234,7 +234,7 @@ fn rule_no_privilege_escalation() {
 
 #[test]
 fn rule_all_capabilities_dropped() {
-    let pod = pod_of(json!({}));
+    let pod = packed_pod_of(json!({}));
     for c in both_containers(&pod) {
         assert_eq!(
             c["securityContext"]["capabilities"],
