@@ -15,8 +15,8 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, Volume};
 use kube::Api;
 
-use crate::k8s::errors;
-use crate::run::plan::CLAUDE_CONTAINER;
+use crate::k8s::{errors, labels};
+use crate::run::plan::{CLAUDE_CONTAINER, PROMPT_KEYS};
 use crate::run::prepare::pod_facts::PodFacts;
 use crate::run::prepare::secrets;
 use crate::serve::mask::Masker;
@@ -174,13 +174,20 @@ fn volume_secrets(volume: &Volume) -> impl Iterator<Item = String> + '_ {
     direct.into_iter().chain(projected)
 }
 
-/// Every value of a Secret, as [`secrets::secret_text_values`] reads one (keys that are not text, such as the
-/// run Secret's gzipped prompt, are left out).
+/// Every value of a Secret, as [`secrets::secret_text_values`] reads one. Left out: keys that are not text, and
+/// a run Secret's prompt (no secret, and masking its text and lines would blank the words of the transcript).
 fn secret_values(secret: &Secret) -> Vec<String> {
+    let run_secret = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::MANAGED_BY))
+        .is_some_and(|v| v == labels::MANAGED_BY_VALUE);
     let data = secret
         .data
         .iter()
         .flatten()
+        .filter(|(k, _)| !(run_secret && PROMPT_KEYS.contains(&k.as_str())))
         .filter_map(|(_, v)| String::from_utf8(v.0.clone()).ok());
     let string_data = secret.string_data.iter().flatten().map(|(_, v)| v.clone());
     data.chain(string_data)
@@ -231,6 +238,30 @@ mod tests {
             ..Default::default()
         };
         (name.to_owned(), s)
+    }
+
+    #[test]
+    fn a_run_secrets_prompt_is_not_masked_but_the_same_key_elsewhere_is() {
+        let prompt: &[u8] = b"Task: fix the login bug\nRepo: acme/web";
+        let (_, mut run) = secret(
+            "claude-a-r-run",
+            &[("prompt.txt", prompt), ("api-key", b"run-token-0123456789")],
+        );
+        run.metadata.labels = Some(BTreeMap::from([(
+            labels::MANAGED_BY.to_owned(),
+            labels::MANAGED_BY_VALUE.to_owned(),
+        )]));
+        let values = secret_values(&run);
+        assert!(values.contains(&"run-token-0123456789".to_owned()));
+        assert!(
+            !values
+                .iter()
+                .any(|v| v.contains("login") || v.contains("acme")),
+            "{values:?}"
+        );
+        // A Secret the adapter did not make keeps every value, whatever the key is called.
+        let (_, other) = secret("user-secret", &[("prompt.txt", prompt)]);
+        assert!(secret_values(&other).contains(&"acme/web".to_owned()));
     }
 
     #[test]

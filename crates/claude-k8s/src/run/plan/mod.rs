@@ -54,6 +54,8 @@ const RUN_SECRET_DIR: &str = "/var/run/claude-k8s/run";
 /// The prompt's key in the run Secret, as it is or gzipped.
 const PROMPT_KEY: &str = "prompt.txt";
 const PACKED_PROMPT_KEY: &str = "prompt.gz";
+/// The run Secret's keys that hold the prompt: no secret (Paperclip shows it), so nothing masks its text.
+pub const PROMPT_KEYS: [&str; 2] = [PROMPT_KEY, PACKED_PROMPT_KEY];
 pub const API_KEY_KEY: &str = "paperclip-api-key";
 /// Kubernetes refuses Secrets whose data exceed 1 MiB.
 const MAX_SECRET_BYTES: usize = 1024 * 1024;
