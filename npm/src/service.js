@@ -72,6 +72,7 @@ export function createService({
           return stop(child, fail("claude_k8s_version_mismatch", why));
         }
         child.ready = true;
+        child.hello = hello;
         child.settleHandshake.resolve();
         updateRef(child);
       },
@@ -186,6 +187,20 @@ export function createService({
         cancel: (reason) =>
           child.channel.has(id) && child.channel.notify({ type: "cancel", id, ...(reason ? { reason: String(reason) } : {}) }),
       };
+    },
+
+    /** The child's `hello` (its protocol, version and facts such as `bedrock`), starting a child if none runs. */
+    async hello() {
+      if (!current) current = spawnChild();
+      const child = current;
+      child.waiting++;
+      try {
+        await child.handshake;
+      } finally {
+        child.waiting--;
+        updateRef(child);
+      }
+      return child.hello;
     },
 
     /** Starts a call and waits for its answer. */
