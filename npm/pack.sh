@@ -16,9 +16,9 @@
 #
 # Checks: the package version equals the Cargo workspace version, the binary reports that version, the package
 # has no install scripts, the bundle imports nothing but builtins and dependencies, it loads and exports what
-# npm/src/index.js exports (and its adapter has the same keys), and the tarball holds exactly package.json,
-# README.md, the bundle, the UI parser and the binary with its run bit. Env: CLAUDE_K8S_RELEASE_BINARY overrides
-# the binary's path.
+# npm/src/index.js exports and its adapter has the same keys (npm/check-bundle.mjs), and the tarball holds exactly
+# package.json, README.md, the bundle, the UI parser and the binary with its run bit. Env: CLAUDE_K8S_RELEASE_BINARY
+# overrides the binary's path.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -84,31 +84,8 @@ cp "$SRC/README.md" "$STAGE/"
 cp "$SRC/src/ui-parser.cjs" "$STAGE/src/"
 install -m 0755 "$BINARY" "$STAGE/bin/claude-k8s"
 
-# shellcheck disable=SC2016 # JavaScript, not shell
-node --input-type=module -e '
-  import fs from "node:fs";
-  import { builtinModules } from "node:module";
-  import { pathToFileURL } from "node:url";
-  const [meta, bundlePath, sourcePath, pkgPath] = process.argv.slice(1);
-  const pkg = JSON.parse(fs.readFileSync(pkgPath, "utf8"));
-  const deps = Object.keys(pkg.dependencies ?? {});
-  const allowed = (p) =>
-    p.startsWith("node:") || builtinModules.includes(p) || deps.some((d) => p === d || p.startsWith(`${d}/`));
-  const problems = [];
-  for (const output of Object.values(JSON.parse(fs.readFileSync(meta, "utf8")).outputs)) {
-    for (const i of output.imports) {
-      if (!i.external || !allowed(i.path)) problems.push(`the bundle imports ${i.path} (${i.kind}): not a builtin or a dependency`);
-    }
-  }
-  const bundle = await import(pathToFileURL(bundlePath).href);
-  const source = await import(pathToFileURL(sourcePath).href);
-  const names = (o) => Object.keys(o).sort().join(", ");
-  if (names(bundle) !== names(source)) problems.push(`the bundle exports [${names(bundle)}], src/index.js [${names(source)}]`);
-  const [a, b] = [bundle.createServerAdapter?.(), source.createServerAdapter()];
-  if (!a || names(a) !== names(b)) problems.push(`the adapter of the bundle has [${a ? names(a) : "none"}], that of src/index.js [${names(b)}]`);
-  if (bundle.version !== pkg.version) problems.push(`the bundle says version ${bundle.version}, package.json ${pkg.version}`);
-  if (problems.length) { console.error(problems.join("\n")); process.exit(1); }
-' "$OUT/bundle-meta.json" "$STAGE/src/index.js" "$SRC/src/index.js" "$STAGE/package.json" || die "the bundle check failed"
+node "$SRC/check-bundle.mjs" "$OUT/bundle-meta.json" "$STAGE/src/index.js" "$SRC/src/index.js" "$STAGE/package.json" ||
+  die "the bundle check failed (npm/check-bundle.mjs)"
 
 name="paperclip-adapter-claude-k8s-$pkg_version.tgz"
 rm -f "$OUT/$name"
