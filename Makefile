@@ -12,7 +12,8 @@ all: build
 build:
 	cargo build --workspace
 
-## The npm tarball with the release binary inside: target/npm/paperclip-adapter-claude-k8s-<version>.tgz
+## The npm tarball with the release binary inside: target/npm/paperclip-adapter-claude-k8s-<version>.tgz; the shim
+## is bundled into one entry file by esbuild, which npm/pack.sh installs from npm/package-lock.json (npm ci).
 package:
 	cargo build --release -p claude-k8s
 	npm/pack.sh

@@ -7,7 +7,7 @@
 import { PACKAGE_VERSION, resolveBinary } from "./binary.js";
 import { agentConfigurationDoc, getConfigSchema } from "./config-schema.js";
 import { ADAPTER_TYPE, execute, testEnvironment } from "./execute.js";
-import { modelsFor } from "./models.js";
+import { modelsList } from "./models.js";
 import { createService } from "./service.js";
 import { sessionCodec } from "./session-codec.js";
 import { listSkills, syncSkills } from "./skills.js";
@@ -64,7 +64,9 @@ export function servicePid() {
 }
 
 export function createServerAdapter() {
-  const models = modelsFor(process.env);
+  // claude_local's static `models` is its Anthropic list whatever the env (Paperclip counts it in GET
+  // /api/adapters and offers it when listModels finds none); the list a server on Bedrock offers is listModels'.
+  const models = modelsList(false);
   return {
     type: ADAPTER_TYPE,
     execute: (ctx) => execute(ctx, getService()),
@@ -72,7 +74,9 @@ export function createServerAdapter() {
     sessionCodec,
     sessionManagement,
     models,
-    listModels: async () => modelsFor(process.env),
+    // The binary decides whether runs use Bedrock (its `hello.bedrock`, the rule the Job's claude is given), so the
+    // list the UI offers always matches what a run will do.
+    listModels: async () => modelsList((await getService().hello()).bedrock === true),
     agentConfigurationDoc,
     getConfigSchema: () => getConfigSchema(),
     supportsLocalAgentJwt: true,

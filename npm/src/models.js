@@ -1,7 +1,8 @@
 // The model lists claude_local 2026.916.1 offers (`index.js` `models`, `server/models.js` `BEDROCK_MODELS`): the
-// Anthropic list, or the Bedrock list when the server process is configured for Bedrock. Pure (reads the env it
-// is given). Unlike claude_local it does not ask the Anthropic API for more: the pods may use other credentials
-// than the server, and the server may have no route to the API at all.
+// Anthropic list, or the Bedrock list when the server process is configured for Bedrock. Whether it is, is decided
+// once, by the binary (Claude Code's rule, the one a run's env is read by; serve's `hello` says `bedrock`), never
+// here. Unlike claude_local it does not ask the Anthropic API for more: the pods may use other credentials than
+// the server, and the server may have no route to the API at all.
 
 export const ANTHROPIC_MODELS = Object.freeze([
   { id: "claude-opus-4-8", label: "Claude Opus 4.8" },
@@ -26,15 +27,7 @@ export const BEDROCK_MODELS = Object.freeze([
   { id: "us.anthropic.claude-haiku-4-5-20251001-v1:0", label: "Bedrock Haiku 4.5" },
 ]);
 
-/** claude_local's `isBedrockEnv`. */
-export function isBedrockEnv(env = process.env) {
-  return (
-    env.CLAUDE_CODE_USE_BEDROCK === "1" ||
-    env.CLAUDE_CODE_USE_BEDROCK === "true" ||
-    (typeof env.ANTHROPIC_BEDROCK_BASE_URL === "string" && env.ANTHROPIC_BEDROCK_BASE_URL.trim().length > 0)
-  );
-}
-
-export function modelsFor(env = process.env) {
-  return (isBedrockEnv(env) ? BEDROCK_MODELS : ANTHROPIC_MODELS).map((m) => ({ ...m }));
+/** The Bedrock or the Anthropic list (copies). Which one is the binary's call (`hello.bedrock`). */
+export function modelsList(bedrock) {
+  return (bedrock ? BEDROCK_MODELS : ANTHROPIC_MODELS).map((m) => ({ ...m }));
 }

@@ -72,6 +72,7 @@ export function createService({
           return stop(child, fail("claude_k8s_version_mismatch", why));
         }
         child.ready = true;
+        child.hello = hello;
         child.settleHandshake.resolve();
         updateRef(child);
       },
@@ -137,6 +138,20 @@ export function createService({
     updateRef(child);
   }
 
+  // The live child once its `hello` has come (spawned if none runs). Counted as waiting meanwhile, so that it is
+  // not taken for idle between its hello and the caller's next step.
+  async function handshaken() {
+    if (!current) current = spawnChild();
+    const child = current;
+    child.waiting++;
+    try {
+      await child.handshake;
+    } finally {
+      child.waiting--;
+    }
+    return child;
+  }
+
   // Busy (starting, a call pending, or someone waiting for its exit): keeps Node alive. Idle: the idle timer runs.
   function updateRef(child) {
     const busy = !child.stopping && (!child.ready || child.waiting > 0 || child.channel.pendingCount > 0);
@@ -162,14 +177,7 @@ export function createService({
      * @param {{onMessage?: Function, timeoutMs?: number, timeoutHint?: string}} [options]
      */
     async start(type, params, { onMessage, timeoutMs = MAX_TIMER_MS, timeoutHint = "" } = {}) {
-      if (!current) current = spawnChild();
-      const child = current;
-      child.waiting++; // so that the child does not count as idle between its hello and this request
-      try {
-        await child.handshake;
-      } finally {
-        child.waiting--;
-      }
+      const child = await handshaken();
       const { id, promise } = child.channel.request(type, params, onMessage);
       updateRef(child);
       // Ref'd: a pending call keeps Node alive even where an unref()'d pipe does not come back with ref() (Node 20).
@@ -186,6 +194,13 @@ export function createService({
         cancel: (reason) =>
           child.channel.has(id) && child.channel.notify({ type: "cancel", id, ...(reason ? { reason: String(reason) } : {}) }),
       };
+    },
+
+    /** The child's `hello` (its protocol, version and facts such as `bedrock`), starting a child if none runs. */
+    async hello() {
+      const child = await handshaken();
+      updateRef(child);
+      return child.hello;
     },
 
     /** Starts a call and waits for its answer. */

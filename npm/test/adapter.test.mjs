@@ -2,12 +2,14 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 
 import { agentConfigurationDoc, CONFIG_KEYS, getConfigSchema } from "../src/config-schema.js";
 import * as entry from "../src/index.js";
-import { ANTHROPIC_MODELS, BEDROCK_MODELS, modelsFor } from "../src/models.js";
+import { ANTHROPIC_MODELS, BEDROCK_MODELS, modelsList } from "../src/models.js";
 import { sessionCodec } from "../src/session-codec.js";
 
+const REPLAY = fileURLToPath(new URL("../test-support/replay-serve.mjs", import.meta.url));
 const pkg = JSON.parse(fs.readFileSync(new URL("../package.json", import.meta.url), "utf8"));
 
 describe("package.json", () => {
@@ -61,15 +63,54 @@ describe("createServerAdapter()", () => {
     assert.equal(entry.servicePid(), null);
   });
 
-  it("offers claude_local's model lists", async () => {
-    assert.deepEqual(adapter.models.map((m) => m.id), ANTHROPIC_MODELS.map((m) => m.id));
+  it("offers claude_local's static Anthropic list as `models`, whatever the env (no Bedrock rule in the shim)", () => {
+    assert.deepEqual(adapter.models, ANTHROPIC_MODELS);
     assert.ok(adapter.models.some((m) => m.id === "claude-sonnet-4-6"));
-    assert.deepEqual(await adapter.listModels(), modelsFor(process.env));
-    assert.deepEqual(modelsFor({ CLAUDE_CODE_USE_BEDROCK: "1" }), BEDROCK_MODELS);
-    assert.deepEqual(modelsFor({ CLAUDE_CODE_USE_BEDROCK: "true" }), BEDROCK_MODELS);
-    assert.deepEqual(modelsFor({ ANTHROPIC_BEDROCK_BASE_URL: "https://bedrock.example" }), BEDROCK_MODELS);
-    assert.deepEqual(modelsFor({ ANTHROPIC_BEDROCK_BASE_URL: "  " }), ANTHROPIC_MODELS);
-    assert.deepEqual(modelsFor({ CLAUDE_CODE_USE_BEDROCK: "0" }), ANTHROPIC_MODELS);
+    const saved = process.env.CLAUDE_CODE_USE_BEDROCK;
+    try {
+      process.env.CLAUDE_CODE_USE_BEDROCK = "1";
+      assert.deepEqual(entry.createServerAdapter().models, ANTHROPIC_MODELS);
+    } finally {
+      if (saved === undefined) delete process.env.CLAUDE_CODE_USE_BEDROCK;
+      else process.env.CLAUDE_CODE_USE_BEDROCK = saved;
+    }
+    assert.deepEqual(modelsList(true), BEDROCK_MODELS);
+    assert.deepEqual(modelsList(false), ANTHROPIC_MODELS);
+  });
+
+  it("lists the models of the binary's own Bedrock reading (its hello), the one the runs follow", async () => {
+    // The binary reads CLAUDE_CODE_USE_BEDROCK=yes as Bedrock where claude_local's static rule would not: the
+    // list follows the binary. Played by the corpus replay with the hello's `bedrock` set either way.
+    const saved = { ...process.env };
+    try {
+      process.env.CLAUDE_K8S_BINARY_PATH = REPLAY;
+      process.env.REPLAY_CORPUS = "handshake.jsonl";
+      process.env.CLAUDE_CODE_USE_BEDROCK = "yes";
+      for (const [bedrock, want] of [[true, BEDROCK_MODELS], [false, ANTHROPIC_MODELS]]) {
+        process.env.REPLAY_HELLO = JSON.stringify({ bedrock });
+        assert.deepEqual(await adapter.listModels(), want, `hello.bedrock ${bedrock}`);
+        await entry.shutdownService();
+      }
+    } finally {
+      for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+      Object.assign(process.env, saved);
+    }
+  });
+
+  it("fails listModels with the service's error when the binary cannot start", async () => {
+    const saved = process.env.CLAUDE_K8S_BINARY_PATH;
+    try {
+      process.env.CLAUDE_K8S_BINARY_PATH = "/nonexistent/claude-k8s";
+      await assert.rejects(adapter.listModels(), (err) => {
+        assert.equal(err.code, "claude_k8s_binary_unavailable");
+        assert.match(err.message, /\/nonexistent\/claude-k8s/);
+        return true;
+      });
+    } finally {
+      if (saved === undefined) delete process.env.CLAUDE_K8S_BINARY_PATH;
+      else process.env.CLAUDE_K8S_BINARY_PATH = saved;
+      await entry.shutdownService();
+    }
   });
 });
 
