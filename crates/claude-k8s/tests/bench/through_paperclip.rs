@@ -118,7 +118,7 @@ pub fn section(results: Option<&Value>) -> String {
     }
     md.push_str(&format!(
         "\nThe bench polled the run's log and record every {} ms. Each heartbeat's raw times are in \
-         bench/paperclip.json.\n",
+         the paperclip.json this section was rendered from.\n",
         r["poll_ms"]
     ));
     md.push_str(METHOD);
