@@ -16,7 +16,7 @@
 //   node paperclip-bench.mjs measure OUT    the heartbeats, figures written to OUT (JSON; report.rs renders it)
 //
 // BENCH_QUICK=1: a smoke (2 runs per length, shorter tool calls). BENCH_RUNS, BENCH_SLEEPS ("6,56": the seconds of
-// each length's one Bash tool call) override. Needs the stage, the running Paperclip with the stage's environment
+// each length's one Bash tool call, `waitCommand`) override. Needs the stage, the running Paperclip with the stage's environment
 // (run-bench.sh), `make package` and `cargo build -p fake-anthropic`.
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -47,6 +47,13 @@ const POLL_MS = 250;
 /** Paperclip's largest log read (RUN_LOG_MAX_LIMIT_BYTES of its server). */
 const LOG_READ_BYTES = 1024 * 1024;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
+
+/**
+ * A Bash command that takes `seconds` and prints nothing. Claude Code 2.1.328 refuses a command that begins with
+ * `sleep N` for N of 25 or more ("Blocked: standalone sleep 56", telling the model to use Monitor or a background
+ * command instead), so the sleep runs under `timeout` (busybox's in the agent image), which lets it finish.
+ */
+const waitCommand = (seconds) => `timeout ${seconds + 60} sleep ${seconds}`;
 
 const say = (msg) => console.error(`[paperclip-bench] ${msg}`);
 
@@ -259,7 +266,7 @@ async function measure(out) {
         company.id,
         `Bench ${seconds}s tool call`,
         agentConfig(facts, fake.url, {
-          promptTemplate: `Bench heartbeat {{run.id}}. [[fake:bash sleep ${seconds}]] [[fake:text Slept ${seconds} s.]]`,
+          promptTemplate: `Bench heartbeat {{run.id}}. [[fake:bash ${waitCommand(seconds)}]] [[fake:text Waited ${seconds} s.]]`,
         }),
       );
       const timeoutMs = (seconds + 180) * 1000;
@@ -267,6 +274,9 @@ async function measure(out) {
       try {
         for (let i = 0; i <= RUNS; i++) {
           const f = figures(await heartbeat(agent, fake, timeoutMs));
+          if (f.run_seconds < seconds) {
+            throw new Error(`run ${f.run_id} took ${f.run_seconds} s, less than its ${seconds} s tool call: did it run?`);
+          }
           const left = await leftovers(facts, agent.id);
           if (left.length > 0) throw new Error(`run ${f.run_id} left ${left.join(", ")} after 60 s`);
           say(

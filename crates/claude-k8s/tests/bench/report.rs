@@ -245,17 +245,17 @@ mod tests {
         assert!(md.contains("## Through Paperclip (outside-in)"), "{md}");
         assert!(
             md.contains(
-                "| Start: heartbeat invoke request sent → the fake API receives the run's first request | one Bash \
-                 `sleep 56` (runs took 60.4 s p50) | 2.5 s | 2.6 s | 2.7 s | 8 heartbeats |"
+                "| Start: heartbeat invoke request sent → the fake API receives the run's first request | one Bash call \
+                 of 56 s (runs took 60.4 s p50) | 2.5 s | 2.6 s | 2.7 s | 8 heartbeats |"
             ),
             "{md}"
         );
         assert!(
-            md.contains("(`ts`) | one Bash `sleep 6` (runs took 10.3 s p50) | 0.042 s | 0.142 s | 0.242 s | 16 replies |"),
+            md.contains("(`ts`) | one Bash call of 6 s (runs took 10.3 s p50) | 0.042 s | 0.142 s | 0.242 s | 16 replies |"),
             "{md}"
         );
         assert!(
-            md.contains("Paperclip's `finishedAt` | one Bash `sleep 6`"),
+            md.contains("Paperclip's `finishedAt` | one Bash call of 6 s"),
             "{md}"
         );
         assert!(

@@ -48,7 +48,7 @@ fn seconds(v: &Value) -> String {
 /// How a length is named in the table: its tool call and how long its runs took.
 fn length_label(length: &Value) -> String {
     format!(
-        "one Bash `sleep {}` (runs took {} p50)",
+        "one Bash call of {} s (runs took {} p50)",
         length["bash_sleep_s"],
         seconds(&length["run_seconds"]["p50"])
     )
@@ -126,14 +126,16 @@ pub fn section(results: Option<&Value>) -> String {
 }
 
 const METHOD: &str = "
-How it is measured (test/stage/bench/paperclip-bench.mjs, run by test/stage/run-bench.sh): the host's Paperclip
-is restarted with the stage's environment (its self pod, the least-privilege kubeconfig, the operator policy), the
+How it is measured (test/stage/bench/paperclip-bench.mjs, run by test/stage/run-bench.sh): the host's Paperclip is
+restarted with the stage's environment (its self pod, the least-privilege kubeconfig, the operator policy), the
 packed adapter installed (Paperclip restarted again if that changed it, since a reload keeps the earlier version's
 modules), and one agent per run length created, whose prompt makes the fake Messages API script one Bash tool call
-(`[[fake:bash sleep N]]`) and then a final text reply. Each heartbeat is invoked with `POST
-/api/agents/{id}/heartbeat/invoke` and followed by polling Paperclip's REST API; the next starts once the run's
-Job, pods and Lease are gone and a second has passed. The agent's first heartbeat is a warm-up and not counted;
-the others resume its session, as a real agent's heartbeats do. All clocks are this machine's, in milliseconds:
+of N seconds and then a final text reply. The call is `timeout N+60 sleep N`: Claude Code 2.1.328 refuses a command
+that begins with `sleep N` for N ≥ 25 without running it. A run that takes less than its tool call fails the bench.
+Each heartbeat is invoked with `POST /api/agents/{id}/heartbeat/invoke` and followed by polling Paperclip's REST
+API; the next starts once the run's Job, pods and Lease are gone and a second has passed. The agent's first
+heartbeat is a warm-up and not counted; the others resume its session, as a real agent's heartbeats do. All clocks
+are this machine's, in milliseconds:
 
 - **Start** ends when the fake API receives the run's first request (every request after the previous run's is
   this run's; one of them must carry the run id, which the prompt holds). It starts either when the bench sends
