@@ -5,7 +5,7 @@ STAGE := test/stage
 
 .PHONY: all build package adapter-image test test-unit test-fuzz test-cluster test-paperclip test-incluster \
   test-browser cluster-up cluster-down \
-  demo setup-demo setup-test stage-install lint bench
+  demo setup-demo setup-test stage-install lint bench bench-paperclip bench-report
 
 all: build
 
@@ -96,6 +96,17 @@ test: setup-test lint test-unit test-fuzz test-cluster test-paperclip test-inclu
 demo:
 	$(STAGE)/demo.sh
 
-## Benchmarks on the real stage (not part of `make test`): bench/results.json and BENCHMARKS.md.
-bench:
+## Benchmarks on the real stage (not part of `make test`): bench/results.json (in process), bench/paperclip.json
+## (heartbeats through the host's Paperclip) and BENCHMARKS.md rendered from both; BENCH_QUICK=1 is a smoke of it
+## into target/bench. bench-paperclip measures the Paperclip part alone, bench-report renders BENCHMARKS.md again
+## from the results already written (measuring nothing).
+bench: package
+	cargo build -p fake-anthropic
 	$(STAGE)/run-bench.sh
+
+bench-paperclip: package
+	cargo build -p fake-anthropic
+	BENCH_ONLY=paperclip $(STAGE)/run-bench.sh
+
+bench-report:
+	BENCH_ONLY=report $(STAGE)/run-bench.sh

@@ -74,6 +74,7 @@ pub(crate) async fn messages(State(shared): State<Arc<Shared>>, req: Request) ->
     };
     let usage = lock(&shared.cache).usage(body);
     let msg_id = shared.next_id("msg_fake_");
+    shared.update(rec.seq, |r| r.message_id = Some(msg_id.clone()));
     let request_id = shared.next_id("req_fake_");
     let releases_at_start = shared.hold.borrow().releases;
 

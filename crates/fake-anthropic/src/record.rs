@@ -2,13 +2,16 @@
 //! it before any handler runs.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body::{Body as _, Frame, SizeHint};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -40,6 +43,15 @@ pub struct RecordedRequest {
     /// True when no route matched (answered 404).
     pub unknown: bool,
     pub received_at_unix_ms: u64,
+    /// When the reply's last byte was handed to the connection (the end of its body; for a stream, after
+    /// `message_stop`); `None` while it is being sent, or when the client went away before its end. Benches
+    /// measure from it what a client does with a whole reply.
+    #[serde(default)]
+    pub replied_at_unix_ms: Option<u64>,
+    /// The id of the message a `/v1/messages` reply carried (`msg_fake_…`), which the client's transcript
+    /// repeats, so that a transcript line can be matched to its reply.
+    #[serde(default)]
+    pub message_id: Option<String>,
 }
 
 impl RecordedRequest {
@@ -159,6 +171,8 @@ pub(crate) async fn record(
             marker: None,
             unknown: false,
             received_at_unix_ms: now_ms(),
+            replied_at_unix_ms: None,
+            message_id: None,
         });
         seq
     };
@@ -172,7 +186,67 @@ pub(crate) async fn record(
         .await;
     let status = resp.status().as_u16();
     shared.update(seq, |r| r.status = status);
-    resp
+    let (parts, body) = resp.into_parts();
+    let timed = TimedBody {
+        inner: body,
+        on_end: Some(Box::new(move || {
+            shared.update(seq, |r| r.replied_at_unix_ms = Some(now_ms()))
+        })),
+    };
+    Response::from_parts(parts, Body::new(timed))
+}
+
+/// A reply body that calls `on_end` once its last frame has been taken by the connection. It keeps the inner
+/// body's size hint, so a JSON reply keeps its `content-length` (a stream wrapper would make it chunked).
+struct TimedBody {
+    inner: Body,
+    on_end: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl TimedBody {
+    fn ended(&mut self) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end();
+        }
+    }
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        // hyper stops polling a body of known length once it reports its end, so the end is either that or
+        // the `None` of a stream.
+        match &polled {
+            Poll::Ready(None) => self.ended(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.ended(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TimedBody {
+    /// An empty body is never polled: it was complete when it was handed over. A body dropped before its end
+    /// (the client went away) stays without a reply time.
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.ended();
+        }
+    }
 }
 
 pub(crate) fn recorded(req: &Request) -> Recorded {

@@ -358,6 +358,103 @@ async fn library_handle_on_a_socket() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+/// The whole response of one HTTP/1.1 exchange (status line, headers, body), test side only.
+async fn http_raw(addr: std::net::SocketAddr, path: &str, body: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_when_each_reply_was_complete_and_its_message_id() {
+    let fake = FakeAnthropic::start("127.0.0.1:0").await.unwrap();
+    let addr = fake.addr();
+
+    // A stream of 4 deltas 100 ms apart is complete about 400 ms after it was received.
+    let slow = messages_body("[[fake:slow 4 100ms]]", true).to_string();
+    let out = http_raw(addr, "/v1/messages", &slow).await;
+    let seen_end = now_ms();
+    let rec = fake.message_requests().pop().unwrap();
+    let replied = rec
+        .replied_at_unix_ms
+        .expect("a complete stream has a reply time");
+    assert!(
+        replied >= rec.received_at_unix_ms + 390,
+        "replied {replied}, received {}",
+        rec.received_at_unix_ms
+    );
+    assert!(
+        replied <= seen_end,
+        "replied {replied} after the client saw the end at {seen_end}"
+    );
+    let id = rec.message_id.clone().expect("a reply's message id");
+    assert!(id.starts_with("msg_fake_"), "{id}");
+    assert!(
+        out.contains(&format!("\"id\":\"{id}\"")),
+        "the stream carries {id}"
+    );
+
+    // A JSON reply keeps its content-length and has a reply time too.
+    let out = http_raw(
+        addr,
+        "/v1/messages",
+        &messages_body("[[fake:text hi]]", false).to_string(),
+    )
+    .await;
+    assert!(
+        out.to_ascii_lowercase().contains("content-length:"),
+        "{out}"
+    );
+    let rec = fake.message_requests().pop().unwrap();
+    assert!(
+        rec.replied_at_unix_ms
+            .is_some_and(|t| t >= rec.received_at_unix_ms)
+    );
+    assert!(out.contains(rec.message_id.as_deref().unwrap()));
+
+    // A held stream has sent its headers and first block, and is not complete until released.
+    let held = messages_body("[[fake:hold Working on it]]", true).to_string();
+    let call = tokio::spawn(async move { http_raw(addr, "/v1/messages", &held).await });
+    assert!(fake.wait_for_held(Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        fake.message_requests().pop().unwrap().replied_at_unix_ms,
+        None
+    );
+    let released = now_ms();
+    fake.release();
+    tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .unwrap()
+        .unwrap();
+    let replied = fake.message_requests().pop().unwrap().replied_at_unix_ms;
+    assert!(
+        replied.is_some_and(|t| t >= released),
+        "{replied:?} vs release at {released}"
+    );
+
+    // Requests without a message reply still get a reply time, and no message id.
+    let (status, _) = http(addr, "GET", "/v1/models", "").await;
+    assert_eq!(status, 200);
+    let models = fake.requests().pop().unwrap();
+    assert!(models.replied_at_unix_ms.is_some());
+    assert_eq!(models.message_id, None);
+    fake.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_prints_url_and_writes_port_file() {
     let dir = std::env::temp_dir().join(format!("fake-anthropic-bin-{}", std::process::id()));

@@ -1,6 +1,9 @@
 //! `make bench`: how fast and how far one serve process goes, measured on the real stage (issue 8). Writes
 //! `bench/results.json` and `BENCHMARKS.md`. Not part of `make test` (it takes about 15 minutes); `BENCH_QUICK=1`
 //! is a smoke of it (3 runs per figure, short runs, N up to 10) that writes to target/bench instead.
+//! BENCHMARKS.md also renders bench/paperclip.json, the heartbeats through Paperclip that
+//! test/stage/bench/paperclip-bench.mjs measures (test/stage/run-bench.sh runs both), and keeps the part written
+//! by hand; `report_only` renders it again from the results without measuring anything.
 //!
 //! Built with `--release`, so the serve process measured is the release binary. Every figure is taken from
 //! outside the adapter: the bench's own watch on the pods, the arrival of messages on the serve's stdout, the
@@ -14,17 +17,19 @@ mod report;
 mod requests;
 mod scale;
 mod start;
+mod through_paperclip;
 // The stage tests' support, of which the bench uses a part.
 #[allow(dead_code, unused_imports)]
 #[path = "../stage/support/mod.rs"]
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use latency::{completion_and_start, log_latency};
-use report::render;
+use report::{by_hand, render};
 use requests::api_requests;
 use support::{repo_root, stage_env};
 
@@ -106,28 +111,63 @@ async fn bench() {
         "api_requests_per_run": requests,
         "scale": scale,
     });
-    let dir = if q {
-        repo_root().join("target/bench")
-    } else {
-        repo_root().join("bench")
-    };
+    let dir = results_dir();
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("results.json"),
         serde_json::to_string_pretty(&results).unwrap() + "\n",
     )
     .unwrap();
-    let md = if q {
+    eprintln!("[bench] wrote {}", dir.join("results.json").display());
+    write_report();
+}
+
+/// Where the results go: bench/, or target/bench/ for the `BENCH_QUICK=1` smoke.
+fn results_dir() -> PathBuf {
+    if quick() {
+        repo_root().join("target/bench")
+    } else {
+        repo_root().join("bench")
+    }
+}
+
+/// The JSON in `path`, or `None` when there is no such file; a file that is not JSON fails the bench, naming it.
+fn read_results(path: &Path) -> Option<Value> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("{}: {e}", path.display()),
+    };
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// BENCHMARKS.md (target/bench/BENCHMARKS.md for the smoke) rendered from the results last written, whichever
+/// part of the bench wrote them, keeping the part of the existing file written by hand.
+fn write_report() {
+    let dir = results_dir();
+    let md = if quick() {
         dir.join("BENCHMARKS.md")
     } else {
         repo_root().join("BENCHMARKS.md")
     };
-    std::fs::write(&md, render(&results)).unwrap();
-    eprintln!(
-        "[bench] wrote {} and {}",
-        dir.join("results.json").display(),
-        md.display()
-    );
+    let results = read_results(&dir.join("results.json")).unwrap_or(Value::Null);
+    let paperclip = read_results(&dir.join("paperclip.json"));
+    let existing = std::fs::read_to_string(&md).unwrap_or_default();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        &md,
+        render(&results, paperclip.as_ref(), by_hand(&existing)),
+    )
+    .unwrap();
+    eprintln!("[bench] wrote {}", md.display());
+}
+
+/// BENCHMARKS.md again from the results already written, measuring nothing (`BENCH_ONLY=report
+/// test/stage/run-bench.sh`; `BENCH_QUICK=1` for the smoke's files).
+#[test]
+#[ignore = "rewrites BENCHMARKS.md: make bench-report"]
+fn report_only() {
+    write_report();
 }
 
 /// The lengths of `BENCH_LENGTHS` (seconds, comma-separated), else `default`.

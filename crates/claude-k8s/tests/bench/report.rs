@@ -1,6 +1,18 @@
-//! The bench's figures as statistics, and BENCHMARKS.md rendered from bench/results.json.
+//! The bench's figures as statistics, and BENCHMARKS.md rendered from bench/results.json (the figures measured
+//! in process), bench/paperclip.json (through Paperclip) and the part of the file written by hand.
 
 use serde_json::{Value, json};
+
+use crate::through_paperclip;
+
+/// The line from which BENCHMARKS.md is written by hand: rendering keeps it and everything after it.
+pub const BY_HAND_MARKER: &str =
+    "<!-- Written by hand from here on: make bench keeps this part as it is. -->";
+
+/// The part of an existing BENCHMARKS.md written by hand (from [`BY_HAND_MARKER`] to the end), if it has one.
+pub fn by_hand(existing: &str) -> Option<&str> {
+    existing.find(BY_HAND_MARKER).map(|at| &existing[at..])
+}
 
 /// p50/p95/max of a sample, in the sample's unit.
 pub fn stats(mut v: Vec<f64>) -> Value {
@@ -35,7 +47,9 @@ fn row(name: &str, s: &Value, unit: &str, target: &str) -> String {
     )
 }
 
-pub fn render(r: &Value) -> String {
+/// BENCHMARKS.md: the in-process figures of `r` (bench/results.json; `Value::Null` when they were not measured),
+/// the section through Paperclip, then the part written by hand, kept as it was.
+pub fn render(r: &Value, paperclip: Option<&Value>, by_hand: Option<&str>) -> String {
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");
     md.push_str(
@@ -58,6 +72,12 @@ pub fn render(r: &Value) -> String {
             ""
         }
     ));
+    if r.is_null() {
+        md.push_str(
+            "The figures measured in process (the sections up to Scale) are not measured yet here: \
+             `BENCH_ONLY=inside test/stage/run-bench.sh` (or `make bench`) writes them.\n\n",
+        );
+    }
     md.push_str("## Latency\n\n| figure | p50 | p95 | max | runs/lines | target |\n|---|---|---|---|---|---|\n");
     let c = &r["completion"];
     md.push_str(&row(
@@ -155,6 +175,11 @@ pub fn render(r: &Value) -> String {
     }
     md.push_str("\nTarget: 100 concurrent runs in ≤ 60 MB peak RSS. 1,000 concurrent runs on the simulated node (measured by hand, not by `make bench`): bench/simulated-node.md.\n");
     md.push_str(METHOD);
+    md.push_str(&through_paperclip::section(paperclip));
+    if let Some(kept) = by_hand {
+        md.push('\n');
+        md.push_str(kept);
+    }
     md
 }
 
@@ -187,3 +212,81 @@ const METHOD: &str = "
   event stream (`docker events`, nanosecond times; the kubelet names each container `k8s_<container>_<pod>_…`)
   and the fake API's record of its first request, all on this machine's clock.
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paperclip_results() -> Value {
+        let s = |p50: f64, n: u64| json!({"n": n, "p50": p50, "p95": round3(p50 + 0.1), "max": round3(p50 + 0.2)});
+        let length = |sleep: u64, took: f64| {
+            json!({
+                "bash_sleep_s": sleep, "heartbeats": 8, "run_seconds": s(took, 8),
+                "start_from_invoke_s": s(2.5, 8), "start_from_run_created_s": s(2.4, 8),
+                "log_record_s": s(0.042, 16), "log_seen_s": s(0.17, 16), "completion_s": s(1.125, 8),
+            })
+        };
+        json!({
+            "date": "2026-12-01T20:00:00Z", "commit": "abc1234", "dirty": false, "quick": false,
+            "machine": "2 cores", "load_average_1m": [1.5, 2.25], "paperclip": "2026.916.1", "adapter": "0.1.0",
+            "kubernetes": "v1.20.2", "claude": "2.1.328", "poll_ms": 250, "runs_per_length": 8,
+            "lengths": [length(6, 10.3), length(56, 60.4)],
+        })
+    }
+
+    #[test]
+    fn the_part_written_by_hand_is_everything_from_the_marker() {
+        let file = format!("# Benchmarks\n\nrendered\n\n{BY_HAND_MARKER}\n## By hand\n\nkept\n");
+        assert_eq!(
+            by_hand(&file),
+            Some(format!("{BY_HAND_MARKER}\n## By hand\n\nkept\n").as_str())
+        );
+        assert_eq!(by_hand("# Benchmarks\n\nrendered only\n"), None);
+    }
+
+    #[test]
+    fn renders_both_results_and_keeps_the_part_written_by_hand() {
+        let inside = json!({
+            "date": "2026-11-25T12:03:33Z", "commit": "5cb7603",
+            "completion": {"after_watch_sees_termination_s": {"n": 20, "p50": 0.072, "p95": 0.093, "max": 0.109}},
+        });
+        let kept = format!("{BY_HAND_MARKER}\n## Issue 15 by hand\n\nfigures\n");
+        let md = render(&inside, Some(&paperclip_results()), Some(&kept));
+        assert!(md.contains("| 0.072 s | 0.093 s | 0.109 s | 20 |"), "{md}");
+        assert!(md.contains("## Through Paperclip (outside-in)"), "{md}");
+        assert!(
+            md.contains(
+                "| Start: heartbeat invoke request sent → the fake API receives the run's first request | one Bash call \
+                 of 56 s (runs took 60.4 s p50) | 2.5 s | 2.6 s | 2.7 s | 8 heartbeats |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("(`ts`) | one Bash call of 6 s (runs took 10.3 s p50) | 0.042 s | 0.142 s | 0.242 s | 16 replies |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Paperclip's `finishedAt` | one Bash call of 6 s"),
+            "{md}"
+        );
+        assert!(
+            md.contains("load average at the start and after each length: 1.5, 2.25"),
+            "{md}"
+        );
+        assert!(md.ends_with(&kept), "{md}");
+        // Rendering the result again keeps the part written by hand once.
+        let again = render(&inside, Some(&paperclip_results()), by_hand(&md));
+        assert_eq!(again, md);
+    }
+
+    #[test]
+    fn says_what_was_not_measured() {
+        let md = render(&Value::Null, None, None);
+        assert!(md.contains("are not measured yet here"), "{md}");
+        assert!(
+            md.contains("Not measured yet: `make bench-paperclip`"),
+            "{md}"
+        );
+        assert!(!md.contains(BY_HAND_MARKER));
+    }
+}
