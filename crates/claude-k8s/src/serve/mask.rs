@@ -33,7 +33,7 @@ pub struct Masker {
 /// One automaton of the whole patterns would be simpler, but every run has a masker of its own and the patterns are
 /// long: a run token of 250 characters has 35 spellings of 13 KiB together, and the automaton of them is 5.6 MiB as
 /// the DFA the builder picks for up to 100 patterns, 150 KiB as its smallest NFA (heaptrack of the serve process
-/// under 1,000 runs on the simulated node: the maskers were two thirds of its heap; bench/simulated-node.md). The
+/// under 300 runs on the simulated node: the maskers were two thirds of its heap; bench/simulated-node.md). The
 /// automaton of the patterns' prefixes is a few KiB, and the patterns themselves are all that is kept besides.
 #[derive(Debug, Clone)]
 struct Matcher {
