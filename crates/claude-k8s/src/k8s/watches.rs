@@ -77,11 +77,22 @@ impl Watches {
 /// An object kind the shared watch fans out: which Job an object belongs to (`route`, that Job's uid).
 pub trait Routed: Resource + Clone + Send + Sync + std::fmt::Debug + 'static {
     fn route(&self) -> Option<String>;
+
+    /// Drops what no run reads before the object is stored: a serve process holds one of each of its runs' pods
+    /// and Jobs (and the deleted ones for a while), and their specs are most of their size. Metadata (without
+    /// `managedFields`) and status stay whole.
+    fn slim(&mut self);
 }
 
 impl Routed for Job {
     fn route(&self) -> Option<String> {
         self.metadata.uid.clone()
+    }
+
+    /// Runs read a Job's metadata and conditions, never its spec (the pod template, the size of a pod spec).
+    fn slim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.spec = None;
     }
 }
 
@@ -97,6 +108,18 @@ impl Routed for Pod {
                 .as_ref()
                 .and_then(|l| l.get(CONTROLLER_UID).cloned())
         })
+    }
+
+    /// Of the spec, runs read only the node the pod is bound to (crate::run::follow::pod_state).
+    fn slim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.spec = self
+            .spec
+            .take()
+            .map(|spec| k8s_openapi::api::core::v1::PodSpec {
+                node_name: spec.node_name,
+                ..Default::default()
+            });
     }
 }
 
@@ -339,8 +362,7 @@ impl<K: Routed> Store<K> {
         let (Some(route), Some(uid)) = (object.route(), object.meta().uid.clone()) else {
             return;
         };
-        // Nobody reads them, and they are most of an object's size.
-        object.meta_mut().managed_fields = None;
+        object.slim();
         let object = Arc::new(object);
         self.groups
             .entry(route.clone())

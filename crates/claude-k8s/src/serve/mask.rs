@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use serde_json::Value;
 
 /// What a masked secret reads as.
@@ -25,7 +25,95 @@ pub const MIN_SECRET_LEN: usize = 8;
 
 #[derive(Debug, Default, Clone)]
 pub struct Masker {
-    matcher: Option<AhoCorasick>,
+    matcher: Option<Matcher>,
+}
+
+/// The patterns, found by their first [`MIN_SECRET_LEN`] bytes and then compared whole.
+///
+/// One automaton of the whole patterns would be simpler, but every run has a masker of its own and the patterns are
+/// long: a run token of 250 characters has 35 spellings of 13 KiB together, and the automaton of them is 5.6 MiB as
+/// the DFA the builder picks for up to 100 patterns, 150 KiB as its smallest NFA (heaptrack of the serve process
+/// under 300 runs on the simulated node: the maskers were two thirds of its heap; bench/simulated-node.md). The
+/// automaton of the patterns' prefixes is a few KiB, and the patterns themselves are all that is kept besides.
+#[derive(Debug, Clone)]
+struct Matcher {
+    prefixes: AhoCorasick,
+    /// By prefix (its pattern id in `prefixes`): the patterns that start with it, longest first.
+    patterns: Vec<Vec<Box<str>>>,
+}
+
+impl Matcher {
+    fn new(mut patterns: Vec<String>) -> Option<Self> {
+        // Longest first within a prefix: the longer of two secrets that start alike is masked whole.
+        patterns.sort_by(|a, b| {
+            a.as_bytes()[..MIN_SECRET_LEN]
+                .cmp(&b.as_bytes()[..MIN_SECRET_LEN])
+                .then(b.len().cmp(&a.len()))
+                .then(a.cmp(b))
+        });
+        patterns.dedup();
+        let mut prefixes: Vec<&[u8]> = Vec::new();
+        let mut grouped: Vec<Vec<Box<str>>> = Vec::new();
+        for pattern in &patterns {
+            let prefix = &pattern.as_bytes()[..MIN_SECRET_LEN];
+            if prefixes.last() != Some(&prefix) {
+                prefixes.push(prefix);
+                grouped.push(Vec::new());
+            }
+            if let Some(group) = grouped.last_mut() {
+                group.push(pattern.as_str().into());
+            }
+        }
+        // All prefixes have the same length, so overlapping matches arrive in the order of their starts.
+        let prefixes = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .build(&prefixes)
+            .ok()?;
+        Some(Self {
+            prefixes,
+            patterns: grouped,
+        })
+    }
+
+    /// Leftmost-longest: at the first position where a pattern starts, the longest one there; then on after it.
+    fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = String::new();
+        let mut done = 0;
+        for found in self.prefixes.find_overlapping_iter(text) {
+            let start = found.start();
+            if start < done {
+                continue;
+            }
+            let rest = &text.as_bytes()[start..];
+            let whole = self.patterns[found.pattern().as_usize()]
+                .iter()
+                .find(|p| rest.starts_with(p.as_bytes()));
+            if let Some(pattern) = whole {
+                // A pattern is UTF-8 text, so it starts and ends on character boundaries of `text`.
+                out.push_str(&text[done..start]);
+                out.push_str(MASK);
+                done = start + pattern.len();
+            }
+        }
+        if out.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        out.push_str(&text[done..]);
+        Cow::Owned(out)
+    }
+
+    fn memory_usage(&self) -> usize {
+        let patterns: usize = self
+            .patterns
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|p| p.len() + size_of::<Box<str>>())
+                    .sum::<usize>()
+            })
+            .sum();
+        self.prefixes.memory_usage() + patterns
+    }
 }
 
 impl Masker {
@@ -46,17 +134,17 @@ impl Masker {
                     .filter(|p| p.len() >= MIN_SECRET_LEN),
             );
         }
-        patterns.sort();
-        patterns.dedup();
         if patterns.is_empty() {
             return Self::default();
         }
-        // Leftmost-longest: when one secret contains another, the whole of the longer one is masked.
-        let matcher = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&patterns)
-            .ok();
-        Self { matcher }
+        Self {
+            matcher: Matcher::new(patterns),
+        }
+    }
+
+    /// About what the matcher holds on the heap, in bytes (its automaton and its patterns).
+    pub fn memory_usage(&self) -> usize {
+        self.matcher.as_ref().map_or(0, Matcher::memory_usage)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -65,11 +153,8 @@ impl Masker {
 
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
         match &self.matcher {
-            Some(m) if m.is_match(text) => {
-                let replacements = vec![MASK; m.patterns_len()];
-                Cow::Owned(m.replace_all(text, &replacements))
-            }
-            _ => Cow::Borrowed(text),
+            Some(m) => m.mask(text),
+            None => Cow::Borrowed(text),
         }
     }
 
@@ -223,6 +308,34 @@ mod tests {
             format!("key={MASK} and {MASK}, again {MASK}")
         );
         assert!(matches!(m.mask("nothing secret here"), Cow::Borrowed(_)));
+    }
+
+    /// A run's masker is small, whatever the builder would pick: a thousand runs hold one each. The secrets of a
+    /// stage run (a run JWT, an API key, a few secret env values) in all their spellings, measured by the matcher
+    /// itself (the automaton of the whole patterns: 9.9 MiB as a DFA, 247 KiB as the smallest NFA).
+    #[test]
+    fn a_runs_masker_holds_little_memory() {
+        let jwt = format!(
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{}.{}",
+            "eyJzdWIiOiJhZ2VudC0xMjM0NTY3OCIsInJ1bl9pZCI6InJ1bi0wMTIzNDU2Nzg5YWJjZGVmIiwiY29tcGFueV9pZCI6ImNvLTEyMyIsImV4cCI6MTc5OTk5OTk5OX0",
+            "c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmUtc2ln"
+        );
+        let secrets = [
+            jwt.as_str(),
+            "sk-ant-api03-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnop",
+            "pcp_agent_key_0123456789abcdef0123456789abcdef",
+            "s3cr3t-value/with+symbols=and spaces",
+        ];
+        let m = Masker::new(secrets);
+        assert!(m.memory_usage() > 0);
+        assert!(
+            m.memory_usage() < 64 * 1024,
+            "{} bytes for one run's masker",
+            m.memory_usage()
+        );
+        for s in secrets {
+            assert_eq!(m.mask(&format!("a {s} b")), format!("a {MASK} b"));
+        }
     }
 
     #[test]

@@ -91,6 +91,49 @@ fn a_subscriber_starts_from_what_the_store_holds() {
     );
 }
 
+/// What runs read stays (metadata, status, the pod's node); the specs, most of an object's size, do not.
+#[test]
+fn stored_objects_keep_what_runs_read_and_drop_their_specs() {
+    let mut p = pod("pa", "job-a", "Running");
+    p.spec = Some(serde_json::from_value(json!({
+        "nodeName": "sim-0",
+        "containers": [{"name": "claude", "image": "claude:1", "env": [{"name": "A", "value": "b"}]}]
+    })).unwrap());
+    let (mut pods, _) = store::<Pod>();
+    listed(&mut pods, vec![p.clone()], Instant::now());
+    let stored = &pods.groups["job-a"]["uid-pa"];
+    let spec = stored.spec.as_ref().unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some("sim-0"));
+    assert!(spec.containers.is_empty());
+    assert_eq!(stored.status, p.status);
+    assert_eq!(stored.metadata.labels, p.metadata.labels);
+    assert_eq!(
+        stored.metadata.owner_references,
+        p.metadata.owner_references
+    );
+    assert!(stored.metadata.managed_fields.is_none());
+
+    let mut j = job("ja", "job-a");
+    j.spec = Some(
+        serde_json::from_value(json!({
+            "template": {"spec": {"containers": [{"name": "claude", "image": "claude:1"}]}}
+        }))
+        .unwrap(),
+    );
+    j.status = Some(
+        serde_json::from_value(json!({
+            "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]
+        }))
+        .unwrap(),
+    );
+    let (mut jobs, _) = store::<Job>();
+    jobs.apply(Event::Apply(j.clone()), Instant::now());
+    let stored = &jobs.groups["job-a"]["job-a"];
+    assert!(stored.spec.is_none());
+    assert_eq!(stored.status, j.status);
+    assert_eq!(stored.metadata.name, j.metadata.name);
+}
+
 #[test]
 fn a_relist_reports_only_what_is_gone_and_keeps_what_is_still_there() {
     let (mut s, synced) = store::<Pod>();
