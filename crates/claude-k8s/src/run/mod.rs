@@ -22,7 +22,7 @@ use cleanup::PodsGone;
 use follow::Ending;
 use launch::JobRef;
 use outcome::{ExecutionResult, RunFacts};
-use plan::Planned;
+use plan::{Planned, RunManifests};
 use prepare::Prepared;
 use prepare::introspect::SelfPod;
 
@@ -59,7 +59,7 @@ pub async fn execute(
         Err(failed) => return sink.result(ExecutionResult::from(failed)),
     };
     // Plan (pure): Claude's invocation and the Job for it.
-    let mut planned = match plan_attempt(&run, run.resume.clone()) {
+    let (mut planned, mut manifests) = match plan_attempt(&run, run.resume.clone()) {
         Ok(planned) => planned,
         Err(failed) => return sink.result(ExecutionResult::from(failed)),
     };
@@ -72,7 +72,7 @@ pub async fn execute(
     sink.claimed(cleanup::Abandoned::of(&run, claim.job()));
     let mut retry = false;
     let (result, leftover) = loop {
-        let attempt = attempt(&run, &claim, &planned, retry, &cancel).await;
+        let attempt = attempt(&run, &claim, &mut planned, manifests, retry, &cancel).await;
         let resumed = planned.invocation.resume_session_id.is_some();
         if retry
             || !attempt
@@ -96,7 +96,7 @@ pub async fn execute(
         }
         cleanup::remove_run_secret(&run, claim.job()).await;
         retry = true;
-        planned = match plan_attempt(&run, None) {
+        (planned, manifests) = match plan_attempt(&run, None) {
             Ok(planned) => planned,
             Err(failed) => break (failed.into(), None),
         };
@@ -146,7 +146,10 @@ impl Attempt {
     }
 }
 
-fn plan_attempt(run: &Prepared, resume: Option<String>) -> Result<Planned, outcome::Failure> {
+fn plan_attempt(
+    run: &Prepared,
+    resume: Option<String>,
+) -> Result<(Planned, RunManifests), outcome::Failure> {
     let invocation = plan::invocation_for(run, resume);
     for note in &invocation.notes {
         run.sink.warn(note);
@@ -158,7 +161,8 @@ fn plan_attempt(run: &Prepared, resume: Option<String>) -> Result<Planned, outco
 async fn attempt(
     run: &Prepared<'_>,
     claim: &Claim<'_>,
-    planned: &Planned,
+    planned: &mut Planned,
+    manifests: RunManifests,
     retry: bool,
     cancel: &CancellationToken,
 ) -> Attempt {
@@ -167,10 +171,12 @@ async fn attempt(
         claim.job(),
         &run.namespace,
     ));
+    // Sent; nothing later reads it (the run Secret carries it to claude), and a run keeps what it still reads.
+    planned.invocation.prompt = String::new();
     if cancel.is_cancelled() {
         return Attempt::early(outcome::cancelled(false, jiff::Timestamp::now()));
     }
-    let job = match launch::launch(run, claim, planned).await {
+    let job = match launch::launch(run, claim, manifests).await {
         Ok(job) => job,
         Err(failed) => return Attempt::early(failed.into()),
     };

@@ -15,8 +15,8 @@ use crate::k8s::errors::{self as kube_errors, api_error};
 use crate::k8s::labels;
 use crate::run::claim::{Claim, Target};
 use crate::run::outcome::{ErrorCode, Failure, failure, failure_with_hint};
+use crate::run::plan::RunManifests;
 use crate::run::plan::invocation::Invocation;
-use crate::run::plan::{Planned, RunManifests};
 use crate::run::prepare::Prepared;
 use crate::run::prepare::secrets::is_secret_name;
 
@@ -57,7 +57,7 @@ const CREATE_ATTEMPTS: u32 = 5;
 pub async fn launch(
     run: &Prepared<'_>,
     claim: &Claim<'_>,
-    planned: &Planned,
+    manifests: RunManifests,
 ) -> Result<JobRef, Failure> {
     let job = claim.job();
     let owner = claim.secret_owner();
@@ -65,7 +65,7 @@ pub async fn launch(
     let uid = match claim.target() {
         Target::Create => {
             confine_view(run).await?;
-            create(run, &planned.manifests, owner)
+            create(run, &manifests, owner)
                 .await?
                 .metadata
                 .uid

@@ -11,22 +11,19 @@ use crate::run::outcome::{ErrorCode, Failure, failure};
 use crate::run::prepare::{Prepared, mcp};
 use crate::serve::protocol::ExecuteParams;
 
-/// What one attempt runs.
+/// What one attempt runs, as the run keeps it while it is followed. The manifests come apart from it
+/// ([`for_attempt`]): launch consumes them, so a run does not hold its Job and Secret (tens of KiB, the prompt in
+/// it) for its whole life.
 pub struct Planned {
     pub invocation: Invocation,
     pub identity: RunIdentity,
-    pub manifests: RunManifests,
+    /// The name of the Job this attempt creates (the same for the retry: it follows from the agent and run ids).
+    pub job_name: String,
 }
 
 impl Planned {
-    /// The name of the Job this attempt creates (the same for the retry: it follows from the agent and run ids).
     pub fn job_name(&self) -> &str {
-        self.manifests
-            .job
-            .metadata
-            .name
-            .as_deref()
-            .unwrap_or_default()
+        &self.job_name
     }
 }
 
@@ -42,8 +39,12 @@ pub fn invocation_for(run: &Prepared, resume: Option<String>) -> Invocation {
     )
 }
 
-/// Plans the attempt that runs `invocation`; a failure is the run's result.
-pub fn for_attempt(run: &Prepared, invocation: Invocation) -> Result<Planned, Failure> {
+/// Plans the attempt that runs `invocation`, and the Job and run Secret launch creates for it; a failure is the
+/// run's result.
+pub fn for_attempt(
+    run: &Prepared,
+    invocation: Invocation,
+) -> Result<(Planned, RunManifests), Failure> {
     let params = &run.params;
     let mcp_config = mcp::config_json(&run.toolkit.mcp, invocation.env_value("PAPERCLIP_API_URL"));
     let identity = RunIdentity {
@@ -65,11 +66,13 @@ pub fn for_attempt(run: &Prepared, invocation: Invocation) -> Result<Planned, Fa
     };
     let manifests = plan(&input, &run.config, &run.facts)
         .map_err(|e| failure(ErrorCode::PlanFailed, e.to_string()))?;
-    Ok(Planned {
+    let job_name = manifests.job.metadata.name.clone().unwrap_or_default();
+    let planned = Planned {
         invocation,
         identity,
-        manifests,
-    })
+        job_name,
+    };
+    Ok((planned, manifests))
 }
 
 /// The Paperclip task (issue) the run works on, from its context.
