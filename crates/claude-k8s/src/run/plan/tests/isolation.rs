@@ -21,6 +21,19 @@ fn pod_in(view: &View, rules: &PatchRules, config: Value) -> Value {
     as_json(&m.job)["spec"]["template"]["spec"].clone()
 }
 
+/// The pod of a run with `view` whose prompt travels packed (with the init container).
+fn packed_pod_in(view: &View) -> Value {
+    let m = manifests_in(
+        view,
+        &PatchRules::default(),
+        json!({}),
+        &packed_prompt(),
+        None,
+    )
+    .unwrap();
+    as_json(&m.job)["spec"]["template"]["spec"].clone()
+}
+
 fn env_of<'a>(container: &'a Value, name: &str) -> &'a Value {
     container["env"]
         .as_array()
@@ -69,15 +82,7 @@ fn the_claim_is_mounted_only_as_the_runs_directories_at_their_own_paths() {
     // Nothing at the volume root, nothing of the instance root, and the init container never sees the claim.
     let text = claude["volumeMounts"].to_string();
     assert!(!text.contains("\"mountPath\":\"/paperclip\""), "{text}");
-    let packed = manifests_in(
-        &view,
-        &PatchRules::default(),
-        json!({}),
-        &packed_prompt(),
-        None,
-    )
-    .unwrap();
-    let packed = as_json(&packed.job)["spec"]["template"]["spec"].clone();
+    let packed = packed_pod_in(&view);
     assert!(claim_mounts(both_containers(&packed)[0]).is_empty());
     assert_eq!(env_of(claude, "HOME")["value"], json!(home));
     assert_eq!(claude["workingDir"], format!("{ROOT}/workspaces/a"));
@@ -134,15 +139,7 @@ fn a_server_that_mounts_part_of_the_claim_gives_each_sub_path_below_its_own() {
 #[test]
 fn the_root_filesystem_is_read_only_with_an_empty_dir_tmp() {
     let pod = pod_in(&run_view(&json!({})), &PatchRules::default(), json!({}));
-    let packed = manifests_in(
-        &run_view(&json!({})),
-        &PatchRules::default(),
-        json!({}),
-        &packed_prompt(),
-        None,
-    )
-    .unwrap();
-    let packed = as_json(&packed.job)["spec"]["template"]["spec"].clone();
+    let packed = packed_pod_in(&run_view(&json!({})));
     for c in both_containers(&packed) {
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{c}");
     }
