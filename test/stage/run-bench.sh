@@ -61,12 +61,7 @@ if [ "$only" = all ] || [ "$only" = paperclip ]; then
     export REPO_ROOT="$root" PAPERCLIP_URL=http://127.0.0.1:3100 PAPERCLIP_DATA_DIR=/paperclip \
       PAPERCLIP_SERVER_LOG="${CLAUDE_K8S_STAGE_CACHE:-/var/cache/claude-k8s-stage}/paperclip/run/server.log"
     rc=0
-    installed=$(node test/stage/bench/paperclip-bench.mjs install) || rc=$?
-    if [ "$rc" = 0 ] && [ "$installed" = changed ]; then
-      # A reload keeps the modules of the version the server loaded at its start (README, Known limits).
-      echo "[run-bench] the adapter was (re)installed: restarting Paperclip so that it runs this version alone" >&2
-      test/stage/paperclip.sh restart
-    fi
+    node test/stage/bench/paperclip-bench.mjs install || rc=$?
     if [ "$rc" = 0 ]; then
       node test/stage/bench/paperclip-bench.mjs measure "$out/paperclip.json" || rc=$?
     fi

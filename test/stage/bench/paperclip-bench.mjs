@@ -10,9 +10,8 @@
 //               sees it (every POLL_MS)
 //   completion  the run's last reply complete at the fake API -> Paperclip's `finishedAt` of the run
 //
-//   node paperclip-bench.mjs install        install the packed adapter unless Paperclip has this very tarball;
-//                                           prints "changed" or "unchanged" (run-bench.sh restarts Paperclip
-//                                           after a change: a reload keeps the earlier version's modules)
+//   node paperclip-bench.mjs install        install the packed adapter unless Paperclip has this very tarball, and
+//                                           reload it (the shim is one bundled file, so the reload runs it whole)
 //   node paperclip-bench.mjs measure OUT    the heartbeats, figures written to OUT (JSON; report.rs renders it)
 //
 // BENCH_QUICK=1: a smoke (2 runs per length, shorter tool calls). BENCH_RUNS, BENCH_SLEEPS ("6,56": the seconds of
@@ -30,13 +29,11 @@ import {
   createAgent,
   createCompany,
   installAdapter,
-  installedIsTarball,
   invokeHeartbeat,
   leftovers,
   sleep,
   stageFacts,
   startFakeApi,
-  version,
 } from "../paperclip/lib/stage.mjs";
 
 const QUICK = process.env.BENCH_QUICK === "1";
@@ -320,16 +317,7 @@ async function measure(out) {
 async function main() {
   const [command, out] = process.argv.slice(2);
   if (command === "install") {
-    // The condition under which installAdapter() installs nothing.
-    const info = await api("GET", "/adapters/claude_k8s");
-    const current =
-      info.status === 200 &&
-      info.json?.source === "external" &&
-      info.json?.loaded &&
-      info.json?.version === version &&
-      installedIsTarball();
     await installAdapter();
-    console.log(current ? "unchanged" : "changed");
   } else if (command === "measure" && out) {
     await measure(path.resolve(out));
   } else {

@@ -92,16 +92,35 @@ pub struct StartSteps {
     pub first_request: Option<SystemTime>,
 }
 
-/// The steps in order, with their names in results.json: each figure is the time from the step before it.
-const STEPS: [&str; 8] = [
-    "job_created",
-    "pod_seen",
-    "pod_scheduled",
-    "sandbox_started",
-    "init_started",
-    "init_exited",
-    "claude_started",
-    "first_api_request",
+/// The steps in order: each one's name in results.json and what it is in BENCHMARKS.md. Each figure is the time
+/// from the step before it.
+const STEPS: [(&str, &str); 8] = [
+    (
+        "job_created",
+        "`execute()` sent → the serve's `Job … created` line (Lease, run Secret, Job)",
+    ),
+    (
+        "pod_seen",
+        "→ the bench's pod watch sees the pod (the Job controller created it)",
+    ),
+    (
+        "pod_scheduled",
+        "→ the watch sees it bound to the node (the scheduler)",
+    ),
+    (
+        "sandbox_started",
+        "→ dockerd starts the pod's sandbox (the kubelet admitted the pod and mounted its volumes)",
+    ),
+    (
+        "init_started",
+        "→ dockerd starts the `write-prompt` init container (only for a prompt over about 1 MiB)",
+    ),
+    ("init_exited", "→ it exits"),
+    ("claude_started", "→ dockerd starts the claude container"),
+    (
+        "first_api_request",
+        "→ the fake Messages API receives claude's first request (Claude Code's own start)",
+    ),
 ];
 
 impl StartSteps {
@@ -126,7 +145,7 @@ pub fn breakdown(runs: &[StartSteps]) -> Value {
     let mut total = vec![];
     for run in runs {
         let mut before = run.sent;
-        for (name, end) in STEPS.iter().zip(run.ends()) {
+        for ((name, _), end) in STEPS.iter().zip(run.ends()) {
             let Some(end) = end else { continue };
             steps
                 .entry(name)
@@ -139,26 +158,15 @@ pub fn breakdown(runs: &[StartSteps]) -> Value {
         }
     }
     let mut out = serde_json::Map::new();
-    for name in STEPS {
+    for (name, _) in STEPS {
         out.insert(
             name.to_owned(),
             stats(steps.remove(name).unwrap_or_default()),
         );
     }
-    json!({"execute_to_first_api_request_s": stats(total), "steps_s": out, "order": STEPS})
+    let order: Vec<&str> = STEPS.iter().map(|(name, _)| *name).collect();
+    json!({"execute_to_first_api_request_s": stats(total), "steps_s": out, "order": order})
 }
-
-/// What each step of [`STEPS`] is, for BENCHMARKS.md.
-const STEP_MEANINGS: [&str; 8] = [
-    "`execute()` sent → the serve's `Job … created` line (Lease, run Secret, Job)",
-    "→ the bench's pod watch sees the pod (the Job controller created it)",
-    "→ the watch sees it bound to the node (the scheduler)",
-    "→ dockerd starts the pod's sandbox (the kubelet admitted the pod and mounted its volumes)",
-    "→ dockerd starts the `write-prompt` init container (only for a prompt over about 1 MiB)",
-    "→ it exits",
-    "→ dockerd starts the claude container",
-    "→ the fake Messages API receives claude's first request (Claude Code's own start)",
-];
 
 /// The start breakdown as a Markdown section.
 pub fn render_breakdown(b: &Value) -> String {
@@ -172,7 +180,7 @@ pub fn render_breakdown(b: &Value) -> String {
         "\n## Where the start goes: `execute()` → claude's first API request\n\n\
          | step | p50 | p95 | max | runs |\n|---|---|---|---|---|\n",
     );
-    for (name, meaning) in STEPS.iter().zip(STEP_MEANINGS) {
+    for (name, meaning) in STEPS {
         let s = &b["steps_s"][name];
         md.push_str(&format!(
             "| {meaning} | {} | {} | {} | {} |\n",

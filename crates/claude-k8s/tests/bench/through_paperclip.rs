@@ -128,8 +128,8 @@ pub fn section(results: Option<&Value>) -> String {
 const METHOD: &str = "
 How it is measured (test/stage/bench/paperclip-bench.mjs, run by test/stage/run-bench.sh): the host's Paperclip is
 restarted with the stage's environment (its self pod, the least-privilege kubeconfig, the operator policy), the
-packed adapter installed (Paperclip restarted again if that changed it, since a reload keeps the earlier version's
-modules), and one agent per run length created, whose prompt makes the fake Messages API script one Bash tool call
+packed adapter installed and reloaded unless Paperclip already runs this very tarball, and one agent per run length
+created, whose prompt makes the fake Messages API script one Bash tool call
 of N seconds and then a final text reply. The call is `timeout N+60 sleep N`: Claude Code 2.1.328 refuses a command
 that begins with `sleep N` for N ≥ 25 without running it. A run that takes less than its tool call fails the bench.
 Each heartbeat is invoked with `POST /api/agents/{id}/heartbeat/invoke` and followed by polling Paperclip's REST

@@ -107,7 +107,7 @@ export async function startFakeApi(listen = "127.0.0.1:0") {
  * Whether Paperclip's installed copy of the adapter (in its data dir) is this very tarball, file by file. The
  * version alone does not tell: every branch and build packs the same version, and /paperclip outlives them.
  */
-export function installedIsTarball() {
+function installedIsTarball() {
   const installed = path.join(process.env.PAPERCLIP_DATA_DIR ?? "/paperclip", "adapter-plugins", "node_modules", PACKAGE);
   if (!fs.existsSync(installed)) return false;
   const unpacked = fs.mkdtempSync(path.join(os.tmpdir(), "claude-k8s-tarball-"));

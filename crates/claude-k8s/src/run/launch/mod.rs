@@ -65,7 +65,7 @@ pub async fn launch(
     let uid = match claim.target() {
         Target::Create => {
             confine_view(run).await?;
-            create(run, &manifests, owner)
+            create(run, manifests, owner)
                 .await?
                 .metadata
                 .uid
@@ -163,14 +163,18 @@ pub fn invocation_meta(inv: &Invocation, job_name: &str, namespace: &str) -> Val
 /// that mounts it, and has its owner from the start: no later request gives it one.
 async fn create(
     run: &Prepared<'_>,
-    m: &RunManifests,
+    manifests: RunManifests,
     owner: Option<OwnerReference>,
 ) -> Result<Job, Failure> {
+    let RunManifests {
+        job: planned_job,
+        mut secret,
+    } = manifests;
     let secrets = run.api::<Secret>();
     let jobs = run.api::<Job>();
     let pp = PostParams::default();
-    let secret_name = m.secret.metadata.name.clone().unwrap_or_default();
-    let job_name = m.job.metadata.name.clone().unwrap_or_default();
+    let secret_name = secret.metadata.name.clone().unwrap_or_default();
+    let job_name = planned_job.metadata.name.clone().unwrap_or_default();
     let request = |resource| kube_errors::Request {
         verb: "create",
         group: if resource == "jobs" { "batch" } else { "" },
@@ -187,7 +191,6 @@ async fn create(
             ));
         }
     };
-    let mut secret = m.secret.clone();
     secret.metadata.owner_references = owner.map(|o| vec![o]);
     let create_secret = || {
         kube_errors::with_retries(
@@ -215,7 +218,7 @@ async fn create(
     let created = kube_errors::with_retries(
         CREATE_ATTEMPTS,
         kube_errors::BACKOFF_BASE,
-        || jobs.create(&pp, &m.job),
+        || jobs.create(&pp, &planned_job),
         on_retry("create the Job"),
     )
     .await;

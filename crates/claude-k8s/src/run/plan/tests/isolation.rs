@@ -35,12 +35,7 @@ fn packed_pod_in(view: &View) -> Value {
 }
 
 fn env_of<'a>(container: &'a Value, name: &str) -> &'a Value {
-    container["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no env {name}"))
+    named(&container["env"], name)
 }
 
 /// `(mountPath, subPath, readOnly)` of the claim's mounts in a container.
@@ -150,12 +145,7 @@ fn the_root_filesystem_is_read_only_with_an_empty_dir_tmp() {
         .iter()
         .find(|m| m["mountPath"] == "/tmp")
         .unwrap();
-    let volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == tmp["name"])
-        .unwrap();
+    let volume = named(&pod["volumes"], tmp["name"].as_str().unwrap());
     assert_eq!(volume["emptyDir"], json!({}));
 }
 

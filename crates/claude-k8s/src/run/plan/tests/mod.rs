@@ -80,6 +80,15 @@ pub(super) fn as_json(job: &Job) -> Value {
     serde_json::to_value(job).unwrap()
 }
 
+/// The entry of a JSON list of named things (volumes, mounts, containers) called `name`.
+pub(super) fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {list}"))
+}
+
 #[test]
 fn job_fields_use_the_exact_kubernetes_names() {
     // 1.20 silently drops unknown fields, so the serialized names are checked here, not on the cluster.
@@ -174,12 +183,7 @@ fn the_token_is_a_secret_ref_and_never_in_the_job() {
     let text = serde_json::to_string(&m.job).unwrap();
     assert!(!text.contains("jwt-secret"));
     let env = as_json(&m.job)["spec"]["template"]["spec"]["containers"][0]["env"].clone();
-    let key = env
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "PAPERCLIP_API_KEY")
-        .unwrap();
+    let key = named(&env, "PAPERCLIP_API_KEY");
     assert_eq!(key["valueFrom"]["secretKeyRef"]["key"], API_KEY_KEY);
     assert_eq!(
         m.secret.data.as_ref().unwrap()[API_KEY_KEY].0,
@@ -239,12 +243,7 @@ fn a_prompt_that_fits_travels_as_it_is_and_claude_reads_it_from_the_secrets_volu
         )),
         "{mounts}"
     );
-    let secret = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "run-secret")
-        .unwrap();
+    let secret = named(&pod["volumes"], "run-secret");
     assert_eq!(
         secret["secret"],
         json!({"secretName": m.secret.metadata.name, "defaultMode": 0o440, "optional": true})
@@ -276,12 +275,7 @@ fn a_one_mib_prompt_fits_compressed_and_an_init_container_unpacks_it() {
             .unwrap()
             .contains("claude \"$@\" < /var/run/claude-k8s/prompt/prompt.txt &")
     );
-    let prompt_mount = claude["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "prompt")
-        .unwrap();
+    let prompt_mount = named(&claude["volumeMounts"], "prompt");
     assert_eq!(prompt_mount["readOnly"], true);
 }
 

@@ -37,24 +37,12 @@ fn mcp_config_travels_in_the_secret_and_claude_reads_it_from_the_secrets_volume(
     let pod = as_json(&m.job)["spec"]["template"]["spec"].clone();
     assert_eq!(mcp_config_path(), "/var/run/claude-k8s/run/mcp-config.json");
     // The Secret's volume: in memory (the kubelet keeps Secret volumes on tmpfs), read-only, the agent's group only.
-    let claude_mount = pod["containers"][0]["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "run-secret")
-        .unwrap()
-        .clone();
+    let claude_mount = named(&pod["containers"][0]["volumeMounts"], "run-secret").clone();
     assert_eq!(
         claude_mount,
         json!({"name": "run-secret", "mountPath": "/var/run/claude-k8s/run", "readOnly": true})
     );
-    let vol = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "run-secret")
-        .unwrap()
-        .clone();
+    let vol = named(&pod["volumes"], "run-secret").clone();
     assert_eq!(vol["secret"]["defaultMode"], 0o440);
     assert_eq!(pod["securityContext"]["fsGroup"], 1000);
     // Without MCP servers: no key.
@@ -130,19 +118,9 @@ fn rule_whitelisted_facts_are_inherited() {
         pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
         "paperclip-data"
     );
-    let inherited = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "keys")
-        .unwrap();
+    let inherited = named(&pod["volumes"], "keys");
     assert_eq!(inherited["secret"]["secretName"], "paperclip-secrets");
-    let keys_mount = pod["containers"][0]["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "keys")
-        .unwrap();
+    let keys_mount = named(&pod["containers"][0]["volumeMounts"], "keys");
     assert_eq!(keys_mount["mountPath"], "/etc/keys");
     assert_eq!(
         keys_mount["readOnly"], true,
