@@ -115,9 +115,9 @@ pub async fn execute(
         services
             .cleanups
             .track_future(async move {
+                // Force-deleted at once (claude has exited): only pods that stay are worth a word.
                 let gone = cleanup::await_pods_gone(run, &job).await;
-                // A run that ended on its log has its stopped pod force-deleted when it lingers: expected.
-                if gone != PodsGone::Graceful && !(job.ended_by_log && gone == PodsGone::Forced) {
+                if gone == PodsGone::Stuck {
                     tracing::warn!(job = %job.name, ?gone, "the pods of a finished run were slow to go");
                 }
             })
@@ -188,11 +188,11 @@ async fn attempt(
             .then(|| std::time::Duration::from_secs(run.config.timeout_sec)),
     };
     let cluster = follow::watch_run(run, &job);
-    let (ending, transcript, by_log) = follow::follow(run, limits, &job, cluster, cancel).await;
+    let (ending, transcript) = follow::follow(run, limits, &job, cluster, cancel).await;
     // Cleanup: claude ended by itself → the Job goes now and its pods after the result; a stopped run's result
     // waits until its pods are gone.
     let (leftover, forced) = match &ending {
-        Ending::Exited(_) => (cleanup::after_exit(run, &job, by_log).await, false),
+        Ending::Exited(_) => (cleanup::after_exit(run, &job).await, false),
         _ => (
             None,
             cleanup::after_stop(run, &job).await != PodsGone::Graceful,

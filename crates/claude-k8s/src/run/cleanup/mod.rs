@@ -7,10 +7,11 @@
 //!   agent's Lease, its owner, when the claim is released: the garbage collector deletes it, no request of ours.
 //! - [`after_stop`]: the run was stopped (cancel, timeout, failure): the Job is removed with `graceSec` whatever
 //!   `retainJobs` says, and the result waits until its pods are gone.
-//! - [`await_pods_gone`]: waits until the Job's pods are gone. A kubelet or container runtime can get stuck
-//!   stopping a container (seen on the 1.20 stage: a `StopContainer` call hanging for a minute when the stop came
-//!   right after the container started), so the wait is bounded: after the grace plus a slack, the remaining pods
-//!   are force-deleted (grace 0) and the stop is reported as forced.
+//! - [`await_pods_gone`]: waits until the Job's pods are gone. The pod of a claude that exited by itself runs
+//!   nothing and is force-deleted (grace 0) at once. A stopped run's pods get their grace, but a kubelet or container
+//!   runtime can get stuck stopping a container (seen on the 1.20 stage: a `StopContainer` call hanging for a minute
+//!   when the stop came right after the container started), so the wait is bounded: after the grace plus a slack,
+//!   the remaining pods are force-deleted and the stop is reported as forced.
 
 use std::time::Duration;
 
@@ -101,15 +102,14 @@ impl Abandoned {
 /// of its run Secret); the run Secret of a removed Job goes with the agent's Lease (deleted here by name only when
 /// it has no such owner). Returns the Job whose
 /// pods are still to be waited for ([`await_pods_gone`]), off the result's path.
-/// `by_log`: the run ended before the kubelet reported the container's end.
-pub async fn after_exit(run: &Prepared<'_>, job: &JobRef, by_log: bool) -> Option<JobRef> {
+pub async fn after_exit(run: &Prepared<'_>, job: &JobRef) -> Option<JobRef> {
     if !job.secret_owned {
         remove_run_secret(run, &job.name).await;
     }
     if !run.config.retain_jobs {
         remove_job(run, &job.name, None).await;
         return Some(JobRef {
-            ended_by_log: by_log,
+            exited: true,
             ..job.clone()
         });
     }
@@ -170,21 +170,21 @@ pub async fn after_stop(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
     gone
 }
 
-/// Waits until the Job's pods are gone, force-deleting them when they outlive `graceSec` plus a slack. The pod of a
-/// run that ended on its log ([`JobRef::ended_by_log`]) is force-deleted after [`SETTLE`] instead: its container
-/// had stopped before the Job was deleted, and a kubelet that learns of the deletion before it has seen the
-/// container's end (the 1.20 kubelet on the stage) keeps the pod, its volumes already torn down, until its next
-/// container garbage collection, up to a minute later. Nothing of claude's is cut short by that delete.
+/// Waits until the Job's pods are gone. The pod of a claude that exited by itself ([`JobRef::exited`]) is
+/// force-deleted at once: nothing runs in it any more, so there is no graceful stop to wait for, and a graceful
+/// delete costs the node's kubelet requests of its own (reading the pod again, patching its status, deleting it; a
+/// 1.20 kubelet allows itself 5 a second by default, which the next run's pod start then waits for). A stopped run's
+/// pods are force-deleted only when they outlive `graceSec` plus a slack.
 pub async fn await_pods_gone(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
-    if job.ended_by_log {
-        return wait_or_force(run, job, SETTLE).await;
+    if job.exited {
+        return force_delete_pods(run, job).await;
     }
     let grace = Duration::from_secs(run.config.grace_sec);
-    wait_or_force(run, job, grace.saturating_add(SLACK)).await
+    if pods_gone_within(run, job, grace.saturating_add(SLACK)).await {
+        return PodsGone::Graceful;
+    }
+    force_delete_pods(run, job).await
 }
-
-/// How long the pod of a run that ended on its log may take to go by itself.
-const SETTLE: Duration = Duration::from_secs(5);
 
 /// Deletes the run Secret by name now, without waiting for the garbage collector to follow its owner: a stopped
 /// run, an adopted Job's, and before the retry of an unknown session (whose Secret has the same name).
@@ -195,11 +195,8 @@ pub async fn remove_run_secret(run: &Prepared<'_>, job_name: &str) {
         .await;
 }
 
-/// Waits until the Job's pods are gone, force-deleting them when they outlive `grace` plus a slack.
-async fn wait_or_force(run: &Prepared<'_>, job: &JobRef, wait: Duration) -> PodsGone {
-    if pods_gone_within(run, job, wait).await {
-        return PodsGone::Graceful;
-    }
+/// Force-deletes (grace 0) the Job's pods that are left and waits until they have left the API.
+async fn force_delete_pods(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
     let pods = run.api::<Pod>();
     let force = DeleteParams {
         grace_period_seconds: Some(0),
@@ -222,8 +219,8 @@ async fn wait_or_force(run: &Prepared<'_>, job: &JobRef, wait: Duration) -> Pods
         },
     };
     for name in names {
-        if job.ended_by_log {
-            tracing::debug!(pod = %name, "the stopped pod of a finished run lingers: force-deleting it");
+        if job.exited {
+            tracing::debug!(pod = %name, "claude has exited: force-deleting its pod");
         } else {
             tracing::warn!(pod = %name, "pod outlived its grace period: force-deleting it");
         }

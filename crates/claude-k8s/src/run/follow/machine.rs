@@ -107,8 +107,6 @@ pub struct Follow {
     probe_asked: bool,
     /// The claude container's terminated state was seen.
     container_ended: bool,
-    /// The run ended on its log, before the container's terminated state ([`Follow::exited_by_log`]).
-    ended_by_log: bool,
 }
 
 impl Follow {
@@ -133,7 +131,6 @@ impl Follow {
             exit_line: None,
             probe_asked: false,
             container_ended: false,
-            ended_by_log: false,
         }
     }
 
@@ -147,12 +144,6 @@ impl Follow {
 
     pub fn into_transcript(self) -> Transcript {
         self.transcript
-    }
-
-    /// Whether the run ended on its log, before the kubelet reported the container's end (its pod is then still
-    /// being wound down by the kubelet when cleanup starts).
-    pub fn ended_by_log(&self) -> bool {
-        self.ended_by_log
     }
 
     /// Whether claude may still be stopped by a deadline of its own (not stopping, not ending).

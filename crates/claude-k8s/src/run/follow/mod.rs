@@ -49,15 +49,14 @@ pub fn watch_run(
     stream::select(pods, jobs)
 }
 
-/// Follows the run's Job until the machine finishes: `cluster` carries its pod and Job events. Also says whether the
-/// run ended on its log, before the container's terminated state ([`Follow::ended_by_log`]).
+/// Follows the run's Job until the machine finishes: `cluster` carries its pod and Job events.
 pub async fn follow(
     run: &Prepared<'_>,
     limits: Limits,
     job: &JobRef,
     mut cluster: impl Stream<Item = Input> + Unpin,
     cancel: &CancellationToken,
-) -> (Ending, Transcript, bool) {
+) -> (Ending, Transcript) {
     let mut machine = Follow::new(&job.name, limits, std::time::Instant::now());
     let mut lines: Option<logs::Lines> = None;
     let mut log_task: Option<tokio::task::JoinHandle<u64>> = None;
@@ -129,10 +128,7 @@ pub async fn follow(
                     };
                     answers.push(Input::JobLookedUp { deleted });
                 }
-                Action::Finish(ending) => {
-                    let by_log = machine.ended_by_log();
-                    return (ending, machine.into_transcript(), by_log);
-                }
+                Action::Finish(ending) => return (ending, machine.into_transcript()),
             }
         }
     }

@@ -30,9 +30,9 @@ pub struct JobRef {
     /// The run Secret goes with the agent's Lease (its owner) when the claim is released; otherwise cleanup
     /// deletes it by name (an adopted Job's, or one created without an owner).
     pub secret_owned: bool,
-    /// The run ended before the kubelet reported the container's end: its pods are force-deleted if they do not go
-    /// soon ([`crate::run::cleanup::await_pods_gone`]).
-    pub ended_by_log: bool,
+    /// Claude has exited by itself (its container's terminated state, or the exit probe after its result): its pod
+    /// runs nothing any more and is force-deleted at once ([`crate::run::cleanup::await_pods_gone`]).
+    pub exited: bool,
 }
 
 impl JobRef {
@@ -88,7 +88,7 @@ pub async fn launch(
         pods: labels::pods_of(&uid),
         uid,
         secret_owned,
-        ended_by_log: false,
+        exited: false,
     })
 }
 

@@ -61,7 +61,6 @@ impl Follow {
             self.pod_name.as_deref().unwrap_or("?")
         )));
         out.push(Action::AbortLog);
-        self.ended_by_log = true;
         self.phase = Phase::Draining {
             ending: Ending::Exited(ContainerEnd {
                 exit_code: 0,

@@ -37,7 +37,6 @@ fn result_then_exit_line_then_the_probes_end_finishes_at_once_with_the_same_resu
             .any(|p| p.contains("the kubelet ended its log"))
     );
     assert_eq!(r.m.phase(), &Phase::Done);
-    assert!(r.m.ended_by_log());
     // The result is the one the terminated state would have given.
     let early = r.result();
     let mut late = exited_by_its_account();
