@@ -7,7 +7,7 @@
 //! that read is made at once instead of waiting for the stream.
 //!
 //! The exit probe ([`Tail::Probe`]): when claude's container shell printed its exit line, a new follow request is
-//! opened from the cursor a moment later. The kubelet answers a follow request by reading the log to its end and
+//! opened from the cursor at once. The kubelet answers a follow request by reading the log to its end and
 //! then asking the container runtime whether the container still runs: if not, it ends the stream at once (a
 //! stream already open learns it only at the kubelet's next check, up to a second after the last write). So a
 //! probe stream that ends cleanly says the container has stopped, as the kubelet saw it, well before its
@@ -193,9 +193,12 @@ fn reopen_backoff() -> impl Iterator<Item = Duration> {
 pub enum Tail {
     /// Claude runs: follow its log.
     Follow,
-    /// Claude's shell printed its exit line: the current stream is left, and after [`PROBE_DELAY`] a new follow
-    /// stream is read from the cursor; its clean end is reported ([`LogEvent::ProbeEnded`]). Once per follower;
-    /// afterwards it is the same as `Follow`.
+    /// Claude's shell printed its exit line: the current stream is left, and a new follow stream is read from the
+    /// cursor at once; its clean end is reported ([`LogEvent::ProbeEnded`]). Once per follower; afterwards it is
+    /// the same as `Follow`. Opened at once, although the container runtime may mark the container stopped only
+    /// tens of milliseconds after the line: measured on the stage, probes opened at once ended 23-109 ms later and
+    /// those opened 50 ms after the line 15-41 ms later, none after the kubelet's one-second check, so waiting
+    /// only made the run's end 30-40 ms later (see BENCHMARKS.md).
     Probe,
     /// The run is ending: read until the stream ends by itself, then once more from the cursor, and end.
     Drain,
@@ -203,11 +206,6 @@ pub enum Tail {
     /// from the cursor at once, and the follower ends.
     Now,
 }
-
-/// How long after the shell's exit line the probe is opened: the container runtime marks the container stopped
-/// only once the shell has exited and its log is flushed (measured on the stage: see BENCHMARKS.md). A probe
-/// opened too early is not wrong, only slow: the kubelet then ends it at its next check, a second later.
-pub const PROBE_DELAY: Duration = Duration::from_millis(50);
 
 /// How long a follower whose probe ended cleanly waits for the container's end before it opens the log again
 /// (the container has stopped, as the kubelet saw it: its terminated state follows within about a second).
@@ -271,14 +269,6 @@ pub async fn follow_run(
         if probe == ProbeStage::NotAsked && *tail.borrow() == Tail::Probe {
             // Asked for while no stream was open.
             probe = ProbeStage::Due;
-        }
-        if probe == ProbeStage::Due {
-            // The runtime marks the container stopped a moment after the shell's exit line.
-            let _ = tokio::time::timeout(
-                PROBE_DELAY,
-                tail.wait_for(|t| matches!(t, Tail::Drain | Tail::Now)),
-            )
-            .await;
         }
         let final_read = matches!(*tail.borrow(), Tail::Drain | Tail::Now);
         if probe == ProbeStage::Due {
