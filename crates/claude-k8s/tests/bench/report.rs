@@ -191,7 +191,7 @@ const METHOD: &str = "
   first sees the claude container terminated; `execute()` resolves when the serve process writes the `result`
   message (stamped on arrival at the bench). The result is written once claude is known to have exited (its
   terminated state, or after a successful result its shell's exit line and the kubelet's end of the exit probe),
-  the log's tail is read and the Job deleted; the pods go after it. `finishedAt` has whole-second resolution in
+  the log's tail is read and the Job deleted; its pod, in which nothing runs any more, is force-deleted after it. `finishedAt` has whole-second resolution in
   Kubernetes 1.20, and a run that ended before its terminated state has none. The final request is the last
   Messages request the fake API received in the run (its scripted reply is sent at once); the `result` line is
   stamped on its arrival at the bench like every line.

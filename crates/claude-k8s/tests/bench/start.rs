@@ -195,8 +195,12 @@ pub fn render_breakdown(b: &Value) -> String {
         "| **the whole start** | **{}** | {} | {} | {} |\n\nTarget: ≤ 2.0 s p50. Each step is timed from the \
          end of the step before it that was seen. What the adapter controls is the first row and the pod's shape \
          (one container: the prompt is read from the run Secret's volume, so no init container start and no wait \
-         for the kubelet to notice its exit, which cost about 1.5 s); the rest is the Job controller, the \
-         scheduler, the kubelet and dockerd of this stage, and Claude Code's own start.\n",
+         for the kubelet to notice its exit, which cost about 1.5 s) and what the node's kubelet is asked for \
+         (the pod of a claude that exited is force-deleted, so its kubelet makes no requests of its own to stop \
+         it); the rest is the Job controller, the scheduler, the kubelet and dockerd of this stage, and Claude \
+         Code's own start. The runs follow each other at once, and this 1.20 kubelet allows itself 5 API requests \
+         a second (1.27 and later: 50) for a dozen or so per pod, so part of the sandbox step is its client-side \
+         throttle (see the hand-written section below).\n",
         cell(t, "p50"),
         cell(t, "p95"),
         cell(t, "max"),
