@@ -115,7 +115,7 @@ pub async fn execute(
         services
             .cleanups
             .track_future(async move {
-                // Force-deleted at once (claude has exited): only pods that stay are worth a word.
+                // Force-deleted soon (claude has exited): only pods that stay are worth a word.
                 let gone = cleanup::await_pods_gone(run, &job).await;
                 if gone == PodsGone::Stuck {
                     tracing::warn!(job = %job.name, ?gone, "the pods of a finished run were slow to go");

@@ -8,10 +8,10 @@
 //! - [`after_stop`]: the run was stopped (cancel, timeout, failure): the Job is removed with `graceSec` whatever
 //!   `retainJobs` says, and the result waits until its pods are gone.
 //! - [`await_pods_gone`]: waits until the Job's pods are gone. The pod of a claude that exited by itself runs
-//!   nothing and is force-deleted (grace 0) at once. A stopped run's pods get their grace, but a kubelet or container
-//!   runtime can get stuck stopping a container (seen on the 1.20 stage: a `StopContainer` call hanging for a minute
-//!   when the stop came right after the container started), so the wait is bounded: after the grace plus a slack,
-//!   the remaining pods are force-deleted and the stop is reported as forced.
+//!   nothing and is force-deleted (grace 0) 0.3 s after the result. A stopped run's pods get their grace, but a
+//!   kubelet or container runtime can get stuck stopping a container (seen on the 1.20 stage: a `StopContainer`
+//!   call hanging for a minute when the stop came right after the container started), so the wait is bounded:
+//!   after the grace plus a slack, the remaining pods are force-deleted and the stop is reported as forced.
 
 use std::time::Duration;
 
@@ -171,16 +171,17 @@ pub async fn after_stop(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
 }
 
 /// Waits until the Job's pods are gone. The pod of a claude that exited by itself ([`JobRef::exited`]) is
-/// force-deleted at once: nothing runs in it any more, so there is no graceful stop to wait for, and a graceful
-/// delete costs the node's kubelet requests of its own (reading the pod again, patching its status, deleting it; a
-/// 1.20 kubelet allows itself 5 a second by default, which the next run's pod start then waits for). A stopped run's
-/// pods are force-deleted only when they outlive `graceSec` plus a slack.
+/// force-deleted once [`EXITED_WAIT`] has passed: nothing runs in it any more, so there is no graceful stop to
+/// wait for, and a graceful delete costs the node's kubelet requests of its own (reading the pod again, patching
+/// its status, deleting it; a 1.20 kubelet allows itself 5 a second by default, which the next run's pod start
+/// then waits for). A stopped run's pods are force-deleted only when they outlive `graceSec` plus a slack.
 pub async fn await_pods_gone(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
-    if job.exited {
-        return force_delete_pods(run, job).await;
-    }
-    let grace = Duration::from_secs(run.config.grace_sec);
-    if pods_gone_within(run, job, grace.saturating_add(SLACK)).await {
+    let wait = if job.exited {
+        EXITED_WAIT
+    } else {
+        Duration::from_secs(run.config.grace_sec).saturating_add(SLACK)
+    };
+    if pods_gone_within(run, job, wait).await {
         return PodsGone::Graceful;
     }
     force_delete_pods(run, job).await
@@ -236,6 +237,13 @@ async fn force_delete_pods(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
         PodsGone::Stuck
     }
 }
+
+/// How long the pod of a claude that exited may take to go by itself before it is force-deleted. Not at once: the
+/// agent's next run may start the moment the result is out, and on the stage its Lease, run Secret and Job creates
+/// took 53 ms p50 instead of 18 ms when the force delete (and what it sets off in the API server and the kubelet)
+/// came at the same moment; 300 ms later they are done, and the next pods' starts were as quick as with a force
+/// delete at once (BENCHMARKS.md, by hand).
+const EXITED_WAIT: Duration = Duration::from_millis(300);
 
 /// How often a wait for pods to be gone looks at the shared store again without a change of the Job's pods (it
 /// may have been catching up with the API server).

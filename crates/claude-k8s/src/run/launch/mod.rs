@@ -31,7 +31,7 @@ pub struct JobRef {
     /// deletes it by name (an adopted Job's, or one created without an owner).
     pub secret_owned: bool,
     /// Claude has exited by itself (its container's terminated state, or the exit probe after its result): its pod
-    /// runs nothing any more and is force-deleted at once ([`crate::run::cleanup::await_pods_gone`]).
+    /// runs nothing any more and is force-deleted soon after the result ([`crate::run::cleanup::await_pods_gone`]).
     pub exited: bool,
 }
 
