@@ -92,7 +92,7 @@ pub async fn execute(
         ));
         // The retry's Job and Secret have the same names: the first ones must be gone first.
         if let Some(job) = &attempt.leftover {
-            cleanup::await_pods_gone(&run, job).await;
+            cleanup::remove_exited_pods(&run, job).await;
         }
         cleanup::remove_run_secret(&run, claim.job()).await;
         retry = true;
@@ -116,7 +116,7 @@ pub async fn execute(
             .cleanups
             .track_future(async move {
                 // Force-deleted soon (claude has exited): only pods that stay are worth a word.
-                let gone = cleanup::await_pods_gone(run, &job).await;
+                let gone = cleanup::remove_exited_pods(run, &job).await;
                 if gone == PodsGone::Stuck {
                     tracing::warn!(job = %job.name, ?gone, "the pods of a finished run were slow to go");
                 }

@@ -7,11 +7,12 @@
 //!   agent's Lease, its owner, when the claim is released: the garbage collector deletes it, no request of ours.
 //! - [`after_stop`]: the run was stopped (cancel, timeout, failure): the Job is removed with `graceSec` whatever
 //!   `retainJobs` says, and the result waits until its pods are gone.
-//! - [`await_pods_gone`]: waits until the Job's pods are gone. The pod of a claude that exited by itself runs
-//!   nothing and is force-deleted (grace 0) 0.3 s after the result. A stopped run's pods get their grace, but a
-//!   kubelet or container runtime can get stuck stopping a container (seen on the 1.20 stage: a `StopContainer`
-//!   call hanging for a minute when the stop came right after the container started), so the wait is bounded:
-//!   after the grace plus a slack, the remaining pods are force-deleted and the stop is reported as forced.
+//! - [`remove_exited_pods`]: the pod of a claude that exited by itself runs nothing and is force-deleted (grace
+//!   0) 0.3 s after the result.
+//! - [`await_pods_gone`]: waits until a stopped Job's pods are gone. They get their grace, but a kubelet or container
+//!   runtime can get stuck stopping a container (seen on the 1.20 stage: a `StopContainer` call hanging for a minute
+//!   when the stop came right after the container started), so the wait is bounded: after the grace plus a slack,
+//!   the remaining pods are force-deleted and the stop is reported as forced.
 
 use std::time::Duration;
 
@@ -101,17 +102,14 @@ impl Abandoned {
 /// Claude ended by itself: the Job is removed (or, with `retainJobs`, kept, marked as reported and made the owner
 /// of its run Secret); the run Secret of a removed Job goes with the agent's Lease (deleted here by name only when
 /// it has no such owner). Returns the Job whose
-/// pods are still to be waited for ([`await_pods_gone`]), off the result's path.
+/// pods are still to be removed ([`remove_exited_pods`]), off the result's path.
 pub async fn after_exit(run: &Prepared<'_>, job: &JobRef) -> Option<JobRef> {
     if !job.secret_owned {
         remove_run_secret(run, &job.name).await;
     }
     if !run.config.retain_jobs {
         remove_job(run, &job.name, None).await;
-        return Some(JobRef {
-            exited: true,
-            ..job.clone()
-        });
+        return Some(job.clone());
     }
     run.sink.progress(&format!(
         "retainJobs is set: Job {} is kept (TTL {}s)",
@@ -170,21 +168,18 @@ pub async fn after_stop(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
     gone
 }
 
-/// Waits until the Job's pods are gone. The pod of a claude that exited by itself ([`JobRef::exited`]) is
-/// force-deleted once [`EXITED_WAIT`] has passed: nothing runs in it any more, so there is no graceful stop to
-/// wait for, and a graceful delete costs the node's kubelet requests of its own (reading the pod again, patching
-/// its status, deleting it; a 1.20 kubelet allows itself 5 a second by default, which the next run's pod start
-/// then waits for). A stopped run's pods are force-deleted only when they outlive `graceSec` plus a slack.
-pub async fn await_pods_gone(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
-    let wait = if job.exited {
-        EXITED_WAIT
-    } else {
-        Duration::from_secs(run.config.grace_sec).saturating_add(SLACK)
-    };
-    if pods_gone_within(run, job, wait).await {
-        return PodsGone::Graceful;
-    }
-    force_delete_pods(run, job).await
+/// Claude exited by itself: its pod runs nothing any more, so there is no graceful stop to wait for, and a graceful
+/// delete costs the node's kubelet requests of its own (reading the pod again, patching its status, deleting it; a
+/// 1.20 kubelet allows itself 5 a second by default, which the next run's pod start then waits for). The pod is
+/// force-deleted once [`EXITED_WAIT`] has passed, unless it went by itself.
+pub async fn remove_exited_pods(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
+    wait_or_force(run, job, EXITED_WAIT, true).await
+}
+
+/// Waits until the stopped Job's pods are gone, force-deleting them when they outlive `graceSec` plus a slack.
+async fn await_pods_gone(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
+    let grace = Duration::from_secs(run.config.grace_sec);
+    wait_or_force(run, job, grace.saturating_add(SLACK), false).await
 }
 
 /// Deletes the run Secret by name now, without waiting for the garbage collector to follow its owner: a stopped
@@ -196,8 +191,12 @@ pub async fn remove_run_secret(run: &Prepared<'_>, job_name: &str) {
         .await;
 }
 
-/// Force-deletes (grace 0) the Job's pods that are left and waits until they have left the API.
-async fn force_delete_pods(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
+/// Waits `wait` for the Job's pods to go, then force-deletes (grace 0) those left and waits until they have left the
+/// API. `exited`: claude had exited (the force delete is expected, not worth a warning).
+async fn wait_or_force(run: &Prepared<'_>, job: &JobRef, wait: Duration, exited: bool) -> PodsGone {
+    if pods_gone_within(run, job, wait).await {
+        return PodsGone::Graceful;
+    }
     let pods = run.api::<Pod>();
     let force = DeleteParams {
         grace_period_seconds: Some(0),
@@ -220,7 +219,7 @@ async fn force_delete_pods(run: &Prepared<'_>, job: &JobRef) -> PodsGone {
         },
     };
     for name in names {
-        if job.exited {
+        if exited {
             tracing::debug!(pod = %name, "claude has exited: force-deleting its pod");
         } else {
             tracing::warn!(pod = %name, "pod outlived its grace period: force-deleting it");

@@ -30,9 +30,6 @@ pub struct JobRef {
     /// The run Secret goes with the agent's Lease (its owner) when the claim is released; otherwise cleanup
     /// deletes it by name (an adopted Job's, or one created without an owner).
     pub secret_owned: bool,
-    /// Claude has exited by itself (its container's terminated state, or the exit probe after its result): its pod
-    /// runs nothing any more and is force-deleted soon after the result ([`crate::run::cleanup::await_pods_gone`]).
-    pub exited: bool,
 }
 
 impl JobRef {
@@ -88,7 +85,6 @@ pub async fn launch(
         pods: labels::pods_of(&uid),
         uid,
         secret_owned,
-        exited: false,
     })
 }
 
